@@ -1,0 +1,29 @@
+// The spn operator schemas, defined once. Backend files only add implementations:
+//   csrc/cpu/*.cpp          TORCH_LIBRARY_IMPL(spn, CPU, m)
+//   csrc/cuda/binding.cpp   TORCH_LIBRARY_IMPL(spn, CUDA, m)   (only when built with CUDA)
+// Fake (meta) kernels and autograd are registered from Python in spn_kernels/_library.py.
+// The semantics of each op are written down in its pure-PyTorch reference, spn_kernels/*/ref.py.
+#include <torch/library.h>
+
+TORCH_LIBRARY(spn, m) {
+  // [B, C, H, W] -> [B, s*s, C, H/s, W/s], out[:, i*s + j] = x[:, :, i::s, j::s]
+  m.def("subscale_split(Tensor x, int s) -> Tensor");
+  // [B, s*s, C, n, n] -> [B, C, n*s, n*s], the exact inverse of subscale_split
+  m.def("subscale_merge(Tensor slices) -> Tensor");
+  // integer image [B, C, H, W], t [B] -> float32 [B, s*s*(C+1), H/s, W/s]
+  m.def("slice_context(Tensor x, int s, Tensor t, int bits) -> Tensor");
+  // x[b, :, i::s, j::s] = values[b] with t[b] = i*s + j; in place
+  m.def("slice_scatter_(Tensor(a!) x, Tensor values, int s, Tensor t) -> ()");
+  // PixelCNN masked convolution, stride 1, zero 'same' padding, odd square kernel
+  m.def("masked_conv2d(Tensor x, Tensor weight, Tensor? bias, str mask_type, int color_groups) -> Tensor");
+  // (grad_x, grad_weight, grad_bias); an entry whose output_mask is False is returned empty
+  m.def(
+      "masked_conv2d_backward(Tensor grad_out, Tensor x, Tensor weight, str mask_type, int color_groups, "
+      "bool[] output_mask) -> (Tensor, Tensor, Tensor)");
+  // Cached incremental step. cache: the layer's full input map [B, C_in, H, W]. If x_new is given it is
+  // written first (A/B: [B, C_in] at (row, col); V: [B, C_in, W] as row `row`). Returns the output at
+  // (row, col) [B, C_out] for A/B, or the whole row [B, C_out, W] for V.
+  m.def(
+      "masked_conv2d_step(Tensor(a!) cache, Tensor? x_new, Tensor weight, Tensor? bias, int row, int col, "
+      "str mask_type, int color_groups) -> Tensor");
+}

@@ -1,0 +1,158 @@
+"""Input validation shared by the public functions and the fake kernels.
+
+Every check raises ValueError naming the argument and showing the shapes involved. Plain ``if``/``raise``
+rather than torch._check_value: dynamo traces it (guarding on shapes), while _check_value's message closure
+must not capture tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+MASK_TYPES = ("A", "B", "V")
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def require(cond, message: Callable[[], str]) -> None:
+    if not cond:
+        raise ValueError(message())
+
+
+def _shape(t: torch.Tensor) -> str:
+    return str(tuple(t.shape))
+
+
+def check_rank(x: torch.Tensor, rank: int, name: str, layout: str) -> None:
+    require(x.dim() == rank, lambda: f"{name} must be {rank}-D {layout}, got shape {_shape(x)}")
+
+
+def check_subscale(x: torch.Tensor, s: int, name: str = "x") -> None:
+    check_rank(x, 4, name, "[B, C, H, W]")
+    require(s >= 1, lambda: f"s must be >= 1, got s={s}")
+    require(
+        x.shape[2] % s == 0 and x.shape[3] % s == 0,
+        lambda: f"{name} height and width must be divisible by s={s}, got {name} of shape {_shape(x)}",
+    )
+
+
+def check_slices(slices: torch.Tensor) -> int:
+    """Validates a [B, s*s, C, n, m] stack and returns s."""
+    check_rank(slices, 5, "slices", "[B, s*s, C, n, m]")
+    s2 = int(slices.shape[1])
+    s = int(round(s2**0.5))
+    require(s >= 1 and s * s == s2, lambda: f"slices.shape[1] must be a square s*s >= 1, got shape {_shape(slices)}")
+    return s
+
+
+def check_int_image(x: torch.Tensor, name: str = "x") -> None:
+    require(
+        x.dtype in INT_DTYPES, lambda: f"{name} must be an integer image (uint8/int8/int16/int32/int64), got {x.dtype}"
+    )
+
+
+def check_bits(bits: int) -> None:
+    require(1 <= bits <= 16, lambda: f"bits must be in 1..16, got bits={bits}")
+
+
+def as_t(t: int | torch.Tensor, x: torch.Tensor, hi: int, compiling: bool) -> torch.Tensor:
+    """Turns the slice index ``t`` (int or [B] tensor) into an int64 tensor [B] on x's device.
+
+    ``hi`` is the largest valid value. The range of a tensor ``t`` is checked eagerly; under torch.compile
+    the data-dependent check is left to the kernels (a graph cannot branch on tensor values).
+    """
+    B = x.shape[0]
+    if isinstance(t, int):
+        require(0 <= t <= hi, lambda: f"t must be in [0, {hi}], got t={t}")
+        return torch.full((B,), t, dtype=torch.int64, device=x.device)
+    require(isinstance(t, torch.Tensor), lambda: f"t must be an int or a LongTensor [B], got {type(t)}")
+    require(t.dim() == 1 and t.shape[0] == B, lambda: f"t must have shape [B]=({B},), got shape {_shape(t)}")
+    require(not t.is_floating_point(), lambda: f"t must be an integer tensor, got {t.dtype}")
+    require(t.device == x.device, lambda: f"t is on {t.device} but x is on {x.device}")
+    if not compiling and t.numel() > 0:
+        lo_v, hi_v = int(t.min()), int(t.max())
+        require(lo_v >= 0 and hi_v <= hi, lambda: f"t must be in [0, {hi}], got values in [{lo_v}, {hi_v}]")
+    return t.to(torch.int64)
+
+
+def check_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, mask_type: str, color_groups: int
+) -> None:
+    check_rank(x, 4, "x", "[B, C_in, H, W]")
+    check_rank(weight, 4, "weight", "[C_out, C_in, k, k]")
+    check_conv_params(weight, bias, mask_type, color_groups)
+    require(
+        x.shape[1] == weight.shape[1],
+        lambda: (
+            f"x has {x.shape[1]} channels but weight expects C_in={weight.shape[1]}: "
+            f"x {_shape(x)}, weight {_shape(weight)}"
+        ),
+    )
+    check_same(x, weight, "x", "weight")
+
+
+def check_conv_params(weight: torch.Tensor, bias: torch.Tensor | None, mask_type: str, color_groups: int) -> None:
+    k, k2 = weight.shape[2], weight.shape[3]
+    require(k == k2, lambda: f"weight must have a square kernel, got shape {_shape(weight)}")
+    require(k % 2 == 1, lambda: f"weight kernel size must be odd, got shape {_shape(weight)}")
+    require(mask_type in MASK_TYPES, lambda: f"mask_type must be one of 'A', 'B', 'V', got {mask_type!r}")
+    require(color_groups >= 1, lambda: f"color_groups must be >= 1, got {color_groups}")
+    require(
+        mask_type != "V" or color_groups == 1,
+        lambda: f"color_groups applies to the centre tap of masks 'A'/'B' only; mask 'V' needs 1, got {color_groups}",
+    )
+    require(
+        weight.shape[0] % color_groups == 0 and weight.shape[1] % color_groups == 0,
+        lambda: f"C_out and C_in must be divisible by color_groups={color_groups}, got weight {_shape(weight)}",
+    )
+    require(
+        weight.dtype in FLOAT_DTYPES, lambda: f"weight must be float16/bfloat16/float32/float64, got {weight.dtype}"
+    )
+    if bias is not None:
+        require(
+            bias.dim() == 1 and bias.shape[0] == weight.shape[0],
+            lambda: f"bias must have shape [C_out]=({weight.shape[0]},), got {_shape(bias)}",
+        )
+        check_same(bias, weight, "bias", "weight")
+
+
+def check_same(a: torch.Tensor, b: torch.Tensor, na: str, nb: str) -> None:
+    require(a.device == b.device, lambda: f"{na} is on {a.device} but {nb} is on {b.device}")
+    require(a.dtype == b.dtype, lambda: f"{na} has dtype {a.dtype} but {nb} has dtype {b.dtype}")
+
+
+def check_step(
+    cache: torch.Tensor,
+    x_new: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    row: int,
+    col: int,
+    mask_type: str,
+    color_groups: int,
+) -> None:
+    check_rank(cache, 4, "cache", "[B, C_in, H, W]")
+    check_rank(weight, 4, "weight", "[C_out, C_in, k, k]")
+    check_conv_params(weight, bias, mask_type, color_groups)
+    check_same(cache, weight, "cache", "weight")
+    B, C, H, W = cache.shape
+    require(
+        C == weight.shape[1],
+        lambda: (
+            f"cache has {C} channels but weight expects C_in={weight.shape[1]}: "
+            f"cache {_shape(cache)}, weight {_shape(weight)}"
+        ),
+    )
+    require(0 <= row < H, lambda: f"row must be in [0, {H}) for cache {_shape(cache)}, got row={row}")
+    require(0 <= col < W, lambda: f"col must be in [0, {W}) for cache {_shape(cache)}, got col={col}")
+    if x_new is not None:
+        want = (B, C, W) if mask_type == "V" else (B, C)
+        require(
+            tuple(x_new.shape) == want,
+            lambda: (
+                f"x_new must have shape {want} for mask '{mask_type}' and cache {_shape(cache)}, got {_shape(x_new)}"
+            ),
+        )
+        check_same(x_new, cache, "x_new", "cache")
