@@ -34,3 +34,12 @@ def backend(request):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# Property-based tests: bounded and derandomised by default so CI is deterministic and fast;
+# HYPOTHESIS_PROFILE=dev explores more.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
