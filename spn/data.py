@@ -1,0 +1,382 @@
+"""Image datasets for training and evaluation: uint8 end to end, no torchvision, no downloads.
+
+Every dataset yields uint8 tensors [C, N, N] (C = channels, N = image_size); the training loop reduces them to the
+model's bit depth. Sources:
+
+- "photos": the natural photographs that scikit-image ships inside its wheel (read straight from the installed
+  package directory with Pillow, so no pooch download and no network). Split by whole image:
+  train = astronaut, hubble_deep_field, ihc, motorcycle_left, motorcycle_right, retina, rocket;
+  test = chelsea, coffee. Training items are random N x N crops at native resolution (each image equally likely,
+  positions uniform); the test set is the fixed grid of non-overlapping N x N crops of the test images.
+- an image folder: PNG/JPEG/BMP/WebP files found recursively, square-cropped (centre or random) and resized to N;
+  grayscale/RGBA converted to `channels`.
+- numpy arrays: .npy/.npz of uint8 images [N, H, W, C], [N, C, H, W], [N, H, W] or flattened [N, C*H*W] (the layout
+  of the downsampled ImageNet 32/64 .npz releases, key "data"); a file or a directory of such files.
+- CIFAR-10 python batches: the directory `cifar-10-batches-py` (data_batch_1..5 = train, test_batch = test).
+
+Randomness is a pure function of (seed, epoch, index) so a resumed run sees exactly the same crops.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+PHOTO_FILES = {
+    "astronaut": "astronaut.png",
+    "chelsea": "chelsea.png",
+    "coffee": "coffee.png",
+    "hubble_deep_field": "hubble_deep_field.jpg",
+    "ihc": "ihc.png",
+    "motorcycle_left": "motorcycle_left.png",
+    "motorcycle_right": "motorcycle_right.png",
+    "retina": "retina.jpg",
+    "rocket": "rocket.jpg",
+}
+# Split by whole image so no test pixel is ever seen in training; the two motorcycle views (a stereo pair of the
+# same scene) stay together on the train side.
+PHOTO_SPLITS = {
+    "train": ("astronaut", "hubble_deep_field", "ihc", "motorcycle_left", "motorcycle_right", "retina", "rocket"),
+    "test": ("chelsea", "coffee"),
+}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+ARRAY_EXTENSIONS = (".npy", ".npz")
+# Folder and array sources with no separate test set hold out this fraction (the last items in sorted order).
+HELD_OUT_FRACTION = 0.05
+
+
+def _rng(*key: int) -> np.random.Generator:
+    return np.random.default_rng([int(k) & 0xFFFFFFFF for k in key])
+
+
+def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """[H, W, c] or [H, W] uint8 -> [H, W, channels] uint8 (RGB->gray by ITU-R 601 luma, gray->RGB by copy,
+    alpha dropped)."""
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3:
+        raise ValueError(f"image must be [H, W] or [H, W, C], got shape {tuple(img.shape)}")
+    c = img.shape[2]
+    if c in (2, 4):  # gray+alpha / RGBA: drop alpha
+        img, c = img[:, :, : c - 1], c - 1
+    if c == channels:
+        return np.ascontiguousarray(img)
+    if channels == 1 and c == 3:
+        luma = img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[:, :, None]
+    if c == 1 and channels == 3:
+        return np.ascontiguousarray(np.repeat(img, 3, axis=2))
+    raise ValueError(f"cannot convert an image with {c} channels to {channels} channels")
+
+
+def _load_image_file(path: str | os.PathLike, channels: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB" if channels == 3 else "L")
+        return to_channels(np.asarray(im, dtype=np.uint8), channels)
+
+
+def _resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    mode = "L" if img.shape[2] == 1 else "RGB"
+    im = Image.fromarray(img[:, :, 0] if mode == "L" else img, mode=mode)
+    out = np.asarray(im.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0), dtype=np.uint8)
+    return out.reshape(size, size, img.shape[2])
+
+
+def _hwc_to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(img.transpose(2, 0, 1), order="C"))  # [C, H, W] uint8, a writable copy
+
+
+def photos_dir() -> Path:
+    """Where scikit-image's wheel keeps its sample images (found without importing skimage)."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the embedded photos come from scikit-image, which is not installed: "
+            'pip install "spn[demo]" (or scikit-image), or pass --data PATH'
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def load_photos(split: str, channels: int = 3) -> dict[str, np.ndarray]:
+    """The embedded photos of one split as {name: uint8 [H, W, channels]}."""
+    if split not in PHOTO_SPLITS:
+        raise ValueError(f"split must be one of {sorted(PHOTO_SPLITS)}, got {split!r}")
+    root = photos_dir()
+    out = {}
+    for name in PHOTO_SPLITS[split]:
+        path = root / PHOTO_FILES[name]
+        if not path.is_file():
+            raise RuntimeError(f"{path} is missing: this scikit-image wheel does not ship {name!r}")
+        out[name] = _load_image_file(path, channels)
+    return out
+
+
+class RandomCrops(Dataset):
+    """`length` random size x size crops per epoch from in-memory images, each image equally likely.
+
+    Item i of epoch e is a pure function of (seed, e, i).
+    """
+
+    def __init__(self, images: Sequence[np.ndarray], size: int, length: int, seed: int = 0):
+        if not images:
+            raise ValueError("RandomCrops needs at least one image")
+        for k, im in enumerate(images):
+            if im.shape[0] < size or im.shape[1] < size:
+                raise ValueError(f"image {k} of shape {tuple(im.shape)} is smaller than the crop size {size}")
+        self.images, self.size, self.length, self.seed, self.epoch = list(images), size, length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        rng = _rng(self.seed, self.epoch, i)
+        im = self.images[int(rng.integers(len(self.images)))]
+        y = int(rng.integers(im.shape[0] - self.size + 1))
+        x = int(rng.integers(im.shape[1] - self.size + 1))
+        return _hwc_to_tensor(im[y : y + self.size, x : x + self.size])
+
+
+def grid_crops(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """Every non-overlapping size x size crop on the grid anchored at the top-left corner: uint8 [M, C, N, N]."""
+    out = []
+    for im in images:
+        for y in range(0, im.shape[0] - size + 1, size):
+            for x in range(0, im.shape[1] - size + 1, size):
+                out.append(_hwc_to_tensor(im[y : y + size, x : x + size]))
+    if not out:
+        raise ValueError(f"no {size}x{size} crop fits in the given images")
+    return torch.stack(out)
+
+
+class TensorImages(Dataset):
+    """A fixed uint8 tensor of images [M, C, N, N]."""
+
+    def __init__(self, images: torch.Tensor):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 [M, C, N, N], got {images.dtype} {tuple(images.shape)}")
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+class ImageFolder(Dataset):
+    """Image files, decoded on access, square-cropped ("center" or "random") and resized to size x size."""
+
+    def __init__(self, files: Sequence[Path], size: int, channels: int, crop: str = "center", seed: int = 0):
+        if crop not in ("center", "random"):
+            raise ValueError(f"crop must be 'center' or 'random', got {crop!r}")
+        if not files:
+            raise ValueError("ImageFolder got no image files")
+        self.files, self.size, self.channels, self.crop, self.seed, self.epoch = (
+            list(files),
+            size,
+            channels,
+            crop,
+            seed,
+            0,
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        img = _load_image_file(self.files[i], self.channels)
+        h, w = img.shape[:2]
+        side = min(h, w)
+        if self.crop == "center":
+            y, x = (h - side) // 2, (w - side) // 2
+        else:
+            rng = _rng(self.seed, self.epoch, i)
+            y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+        return _hwc_to_tensor(_resize_square(img[y : y + side, x : x + side], self.size))
+
+
+def _array_to_nhwc(a: np.ndarray, channels: int, where: str) -> np.ndarray:
+    """Any supported array layout -> uint8 [M, H, W, c]."""
+    if a.dtype != np.uint8:
+        raise ValueError(f"{where}: images must be uint8, got {a.dtype}")
+    if a.ndim == 2:  # flattened [M, C*H*W] in C, H, W order (downsampled ImageNet, CIFAR)
+        d = a.shape[1]
+        side = int(round((d / channels) ** 0.5))
+        if side * side * channels != d:
+            raise ValueError(f"{where}: cannot unflatten rows of {d} values into {channels} x H x H images")
+        return a.reshape(a.shape[0], channels, side, side).transpose(0, 2, 3, 1)
+    if a.ndim == 3:  # [M, H, W] grayscale
+        return a[:, :, :, None]
+    if a.ndim == 4:
+        if a.shape[3] in (1, 2, 3, 4):
+            return a
+        if a.shape[1] in (1, 2, 3, 4):
+            return a.transpose(0, 2, 3, 1)
+    raise ValueError(f"{where}: expected uint8 [M, H, W, C], [M, C, H, W], [M, H, W] or [M, D], got {a.shape}")
+
+
+def _load_array_file(path: Path, channels: int) -> np.ndarray:
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            key = "data" if "data" in z.files else ("x" if "x" in z.files else z.files[0])
+            a = z[key]
+    else:
+        a = np.load(path, allow_pickle=False, mmap_mode="r")
+    return _array_to_nhwc(np.asarray(a), channels, str(path))
+
+
+class ArrayImages(Dataset):
+    """uint8 images [M, H, W, c] held in memory, converted and resized (centre square) to [C, N, N] on access."""
+
+    def __init__(self, arrays: np.ndarray, size: int, channels: int):
+        self.arrays, self.size, self.channels = arrays, size, channels
+
+    def __len__(self) -> int:
+        return self.arrays.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        img = to_channels(np.asarray(self.arrays[i]), self.channels)
+        h, w = img.shape[:2]
+        side = min(h, w)
+        y, x = (h - side) // 2, (w - side) // 2
+        return _hwc_to_tensor(_resize_square(img[y : y + side, x : x + side], self.size))
+
+
+def _load_cifar(root: Path, split: str) -> np.ndarray:
+    names = [f"data_batch_{k}" for k in range(1, 6)] if split == "train" else ["test_batch"]
+    parts = []
+    for n in names:
+        p = root / n
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} not found (expected the CIFAR-10 python batches in {root})")
+        with open(p, "rb") as f:
+            # The CIFAR-10 python release is a pickle; only load files you trust.
+            d = pickle.load(f, encoding="bytes")  # noqa: S301
+        parts.append(np.asarray(d[b"data"], dtype=np.uint8))
+    return np.concatenate(parts).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def detect_format(path: str) -> str:
+    """'photos', 'cifar10', 'array' or 'folder' for a --data value."""
+    if path == "photos":
+        return "photos"
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"--data {path!r}: no such file or directory (use 'photos' for the embedded set)")
+    if p.is_file():
+        if p.suffix.lower() in ARRAY_EXTENSIONS:
+            return "array"
+        if p.suffix.lower() in IMAGE_EXTENSIONS:
+            return "folder"
+        raise ValueError(f"--data {path!r}: unknown file type (expected .npy/.npz, an image, or a directory)")
+    if (p / "data_batch_1").is_file() or (p / "test_batch").is_file():
+        return "cifar10"
+    if any(f.suffix.lower() in ARRAY_EXTENSIONS for f in p.iterdir() if f.is_file()):
+        return "array"
+    return "folder"
+
+
+def _split_tail(n: int, split: str) -> slice:
+    n_test = max(1, int(round(n * HELD_OUT_FRACTION))) if n > 1 else 0
+    return slice(0, n - n_test) if split == "train" else slice(n - n_test, n)
+
+
+def build_dataset(
+    path: str,
+    split: str,
+    image_size: int,
+    channels: int,
+    *,
+    fmt: str = "auto",
+    seed: int = 0,
+    crop: str | None = None,
+    photo_crops_per_epoch: int = 4096,
+    held_out: bool = True,
+) -> Dataset:
+    """One split ("train" or "test") of a data source; see the module docstring for the formats.
+
+    For a folder or array source, `held_out=True` holds out the last HELD_OUT_FRACTION of the sorted items as
+    "test" (and leaves them out of "train"); `held_out=False` uses the whole source for whichever split is asked
+    (for a separate --eval-data path). Crops default to random for train and centre for test.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    crop = crop or ("random" if split == "train" else "center")
+    if fmt == "photos":
+        images = list(load_photos(split, channels).values())
+        if split == "train":
+            return RandomCrops(images, image_size, photo_crops_per_epoch, seed)
+        return TensorImages(grid_crops(images, image_size))
+    if fmt == "cifar10":
+        return ArrayImages(_load_cifar(Path(path), split), image_size, channels)
+    p = Path(path)
+    if fmt == "array":
+        files = [p] if p.is_file() else sorted(f for f in p.iterdir() if f.suffix.lower() in ARRAY_EXTENSIONS)
+        if not files:
+            raise ValueError(f"--data {path!r}: no .npy/.npz files")
+        arr = np.concatenate([_load_array_file(f, channels) for f in files])
+        if held_out:
+            arr = arr[_split_tail(arr.shape[0], split)]
+        return ArrayImages(arr, image_size, channels)
+    if fmt == "folder":
+        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise ValueError(f"--data {path!r}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
+        if held_out:
+            files = files[_split_tail(len(files), split)]
+        return ImageFolder(files, image_size, channels, crop=crop, seed=seed)
+    raise ValueError(f"unknown data format {fmt!r}; expected auto, photos, folder, array or cifar10")
+
+
+def quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """uint8 images -> int64 values in [0, 2^bits): keeps the `bits` most significant bits."""
+    return (x.to(torch.int64) >> (8 - bits)) if bits < 8 else x.to(torch.int64)
+
+
+def to_uint8(x: torch.Tensor, bits: int) -> np.ndarray:
+    """Integer images [B, C, N, N] in [0, 2^bits) -> uint8 [B, N, N, C] spanning 0..255, for viewing."""
+    x = x.detach().to("cpu", torch.int64)
+    scaled = (x * 255 + (2**bits - 1) // 2) // (2**bits - 1) if bits != 8 else x
+    return scaled.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def image_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:
+    """uint8 [B, H, W, C] -> one uint8 [rows*(H+pad)+pad, cols*(W+pad)+pad, C] mosaic on a white background."""
+    b, h, w, c = images.shape
+    ncols = ncols or int(np.ceil(np.sqrt(b)))
+    nrows = int(np.ceil(b / ncols))
+    if scale > 1:
+        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+        h, w = h * scale, w * scale
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for k in range(b):
+        r, q = divmod(k, ncols)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = images[k]
+    return grid
+
+
+def save_png(img: np.ndarray, path: str | os.PathLike) -> None:
+    """uint8 [H, W, C] (C = 1 or 3) -> PNG."""
+    from PIL import Image
+
+    Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(path)
