@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from . import _C  # noqa: F401  (loads the shared object: schemas + C++ kernels)
-from ._checks import as_t, check_conv, check_slices, check_step, check_subscale
+from ._checks import check_conv, check_slices, check_step, check_subscale
 
 
 def _has_kernel(op: str, key: str) -> bool:
@@ -114,37 +114,3 @@ def register_masked_conv_autograd(forward_op: str, backward_op: Callable) -> Non
 
 
 register_masked_conv_autograd("spn::masked_conv2d", torch.ops.spn.masked_conv2d_backward)
-
-
-# ---------------------------------------------------------------- CPU fallback
-# Until an op has a C++ CPU kernel (csrc/cpu), its reference serves as the CPU implementation.
-def _register_reference_fallbacks() -> None:
-    from .masked_conv.ref import masked_conv2d_backward_ref, masked_conv2d_ref, masked_conv2d_step_ref
-    from .subscale.ref import slice_context_ref, slice_scatter_ref_, subscale_merge_ref, subscale_split_ref
-
-    refs = {
-        "subscale_split": subscale_split_ref,
-        "subscale_merge": subscale_merge_ref,
-        "slice_context": lambda x, s, t, bits: slice_context_ref(x, s, as_t(t, x, s * s, False), bits),
-        "slice_scatter_": lambda x, v, s, t: slice_scatter_ref_(x, v, s, as_t(t, x, s * s - 1, False)),
-        "masked_conv2d": masked_conv2d_ref,
-        "masked_conv2d_backward": lambda *a: tuple(t.clone() for t in masked_conv2d_backward_ref(*a)),
-        "masked_conv2d_step": masked_conv2d_step_ref,
-    }
-    for name, fn in refs.items():
-        if not _has_kernel(name, "CPU"):
-            torch.library.impl(f"spn::{name}", "CPU")(_contiguous_out(fn))
-
-
-def _contiguous_out(fn: Callable) -> Callable:
-    # A kernel must return fresh, contiguous tensors (no views of inputs): opcheck enforces it.
-    def impl(*args):
-        out = fn(*args)
-        if isinstance(out, torch.Tensor):
-            return out.contiguous().clone()
-        return out
-
-    return impl
-
-
-_register_reference_fallbacks()

@@ -1,0 +1,114 @@
+// CPU kernels of masked_conv2d and masked_conv2d_backward. The spec is spn_kernels/masked_conv/ref.py.
+//
+// Every tap below the centre row is masked for all three masks, so the convolution is computed with only
+// rows 0..p (p = k/2) of the kernel, over the input padded by p zero rows on top and none below (the
+// down-shifted convolution of PixelCNN++). That drops (p / k) of the taps with no waste of its own and
+// leaves the work to oneDNN's convolution (at::conv2d / at::convolution_backward), which on this
+// machine's AVX-512 runs at ~430 GFLOP/s on 2 cores for these shapes.
+//
+// Why not gather only the unmasked taps and call at::mm (the remaining centre-row waste: mask A uses 4 of
+// the 6 taps at k = 3, 12 of 15 at k = 5, 24 of 28 at k = 7)? Measured on this machine (2-core AMD EPYC,
+// B=16, C=128, 32x32): the BLAS behind at::mm (MKL) reaches ~200 GFLOP/s here, less than half of oneDNN's
+// rate, so the exact-tap GEMM loses before the im2col copy is paid (k = 3, mask A: 4-tap GEMM alone
+// 12.6 ms vs the 6-tap top-rows convolution 7.4 ms). Splitting the centre row into a second convolution
+// (p rows x k, plus 1 x p) was slower as well (oneDNN handles the thin kernels poorly: 20.6 ms vs 7.4 ms
+// at k = 3). A hand-written AVX-512 direct loop would have to beat oneDNN's JIT kernels; see
+// benchmarks/RESULTS.md for the table this choice rests on.
+//
+// Backward, with w_top = (weight * mask)[:, :, :p+1]:
+//   grad_x: the adjoint of a down-shifted convolution is an up-shifted one: the convolution of grad_out
+//           padded by p zero rows *below*, with w_top transposed (in <-> out) and flipped in both axes.
+//           One forward convolution, written straight into a fresh contiguous tensor (no crop copy).
+//   grad_w: oneDNN's weight gradient of the top-rows convolution, then the masked taps of its centre
+//           row zeroed and rows p+1..k-1 padded with zeros.
+//   grad_b: grad_out summed over (B, H, W).
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <string_view>
+#include <tuple>
+
+#include "common.h"
+
+namespace spn {
+namespace {
+
+void check_conv_input(const at::Tensor& x, const at::Tensor& weight, const char* op) {
+  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D [B, C_in, H, W], got shape ", x.sizes());
+  TORCH_CHECK_VALUE(x.size(1) == weight.size(1), op, ": x has ", x.size(1), " channels but weight expects C_in=",
+                    weight.size(1), ": x ", x.sizes(), ", weight ", weight.sizes());
+  TORCH_CHECK_VALUE(x.scalar_type() == weight.scalar_type(), op, ": x has dtype ", x.scalar_type(),
+                    " but weight has dtype ", weight.scalar_type());
+}
+
+// [B, C, H, W] -> [B, C, H + top + bottom, W]; a no-op view when both are 0.
+at::Tensor pad_rows(const at::Tensor& t, int64_t top, int64_t bottom) {
+  if (top == 0 && bottom == 0) return t;
+  return at::constant_pad_nd(t, {0, 0, top, bottom}, 0);
+}
+
+// x [B, C_in, H, W], weight [C_out, C_in, k, k], bias [C_out]? -> [B, C_out, H, W]
+at::Tensor masked_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                             std::string_view mask_type, int64_t color_groups) {
+  const char* op = "masked_conv2d";
+  const MaskType mt = parse_mask_type(mask_type, op);
+  check_conv_params(weight, bias, mt, color_groups, op);
+  check_conv_input(x, weight, op);
+  const int64_t p = weight.size(2) / 2;
+  at::Tensor w_top = masked_top_weight(weight, mt, color_groups);  // [C_out, C_in, p+1, k]
+  // x padded by p rows on top: [B, C_in, H + p, W]; the width padding is the convolution's own.
+  at::Tensor out = at::conv2d(pad_rows(x.contiguous(), p, 0), w_top, bias, at::IntArrayRef{1, 1}, at::IntArrayRef{0, p});
+  return out.contiguous();
+}
+
+// grad_out [B, C_out, H, W], x [B, C_in, H, W], weight [C_out, C_in, k, k]
+//   -> (grad_x [B, C_in, H, W], grad_weight [C_out, C_in, k, k], grad_bias [C_out]); empty where not asked.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const at::Tensor& grad_out,
+                                                                          const at::Tensor& x,
+                                                                          const at::Tensor& weight,
+                                                                          std::string_view mask_type,
+                                                                          int64_t color_groups,
+                                                                          c10::List<bool> output_mask) {
+  const char* op = "masked_conv2d_backward";
+  const MaskType mt = parse_mask_type(mask_type, op);
+  check_conv_params(weight, std::nullopt, mt, color_groups, op);
+  check_conv_input(x, weight, op);
+  TORCH_CHECK_VALUE(output_mask.size() == 3, op, ": output_mask must have 3 entries, got ", output_mask.size());
+  TORCH_CHECK_VALUE(grad_out.dim() == 4 && grad_out.size(0) == x.size(0) && grad_out.size(1) == weight.size(0) &&
+                        grad_out.size(2) == x.size(2) && grad_out.size(3) == x.size(3),
+                    op, ": grad_out must have shape [B, C_out, H, W]=(", x.size(0), ", ", weight.size(0), ", ",
+                    x.size(2), ", ", x.size(3), "), got ", grad_out.sizes());
+  TORCH_CHECK_VALUE(grad_out.scalar_type() == x.scalar_type(), op, ": grad_out has dtype ", grad_out.scalar_type(),
+                    " but x has dtype ", x.scalar_type());
+  const int64_t p = weight.size(2) / 2;
+  const at::Tensor gy = grad_out.contiguous();
+  at::Tensor gx, gw, gb;
+  at::Tensor empty = at::empty({0}, grad_out.options());
+  if (output_mask[0] || output_mask[1]) {
+    at::Tensor w_top = masked_top_weight(weight, mt, color_groups);  // [C_out, C_in, p+1, k]
+    if (output_mask[0]) {
+      // [C_in, C_out, p+1, k]: transposed and flipped, for the up-shifted adjoint convolution
+      at::Tensor w_adj = w_top.flip({2, 3}).transpose(0, 1).contiguous();
+      gx = at::conv2d(pad_rows(gy, 0, p), w_adj, std::nullopt, at::IntArrayRef{1, 1}, at::IntArrayRef{0, p}).contiguous();
+    }
+    if (output_mask[1]) {
+      at::Tensor xp = pad_rows(x.contiguous(), p, 0);  // [B, C_in, H + p, W]
+      at::Tensor gw_top = std::get<1>(at::convolution_backward(gy, xp, w_top, std::nullopt, {1, 1}, {0, p}, {1, 1},
+                                                               /*transposed=*/false, {0, 0}, /*groups=*/1,
+                                                               {false, true, false}));
+      gw_top = gw_top.contiguous();
+      zero_masked_top(gw_top, mt, color_groups);
+      gw = pad_rows(gw_top, 0, p);  // rows p+1..k-1 are masked: zero gradient
+    }
+  }
+  if (output_mask[2]) gb = gy.sum({0, 2, 3});
+  return {output_mask[0] ? gx : empty, output_mask[1] ? gw : empty.clone(), output_mask[2] ? gb : empty.clone()};
+}
+
+}  // namespace
+}  // namespace spn
+
+TORCH_LIBRARY_IMPL(spn, CPU, m) {
+  m.impl("masked_conv2d", &spn::masked_conv2d_cpu);
+  m.impl("masked_conv2d_backward", &spn::masked_conv2d_backward_cpu);
+}
