@@ -191,8 +191,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Held-out bits/dim: mean over images and its 95% confidence interval (1.96 standard errors).
 
-    `fn(x) -> [B]` replaces model.bits_per_dim (e.g. a pipeline stage's). Under torch.distributed each rank scores
-    every world_size-th image and all ranks get the full result."""
+    `fn(x) -> [B]` replaces model.bits_per_dim; `fn(x) -> [B, K]` gives K numbers (lists of K means and CIs).
+    Under torch.distributed each rank scores every world_size-th image and all ranks get the full result."""
     n = len(dataset)
     idx = np.arange(n) if not max_images or max_images >= n else np.unique(np.linspace(0, n - 1, max_images).round())
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -215,8 +215,12 @@ def evaluate(
         dist.all_gather_object(parts, per)
         per = torch.cat(parts)
     model.train(was_training)
-    mean = per.mean().item()
-    ci = 1.96 * per.std(unbiased=True).item() / math.sqrt(len(per)) if len(per) > 1 else float("nan")
+    mean = per.mean(0)
+    ci = 1.96 * per.std(0, unbiased=True) / math.sqrt(len(per)) if len(per) > 1 else torch.full_like(mean, math.nan)
+    if per.dim() == 1:
+        mean, ci = mean.item(), ci.item()
+    else:
+        mean, ci = mean.tolist(), ci.tolist()
     return {"bpd": mean, "ci95": ci, "n": int(len(per)), "per_image": per}
 
 

@@ -1,0 +1,5 @@
+"""`python -m spn` = the `spn` command (also what `torchrun -m spn train ...` runs)."""
+
+from .cli import main
+
+raise SystemExit(main())

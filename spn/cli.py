@@ -1,0 +1,419 @@
+"""The `spn` command: train, eval, sample, demo. `spn <command> --help` explains every flag.
+
+spn demo                                   # train a small SPN on the embedded photos, compare with PNG/WebP
+spn train --out runs/a --data photos       # train (defaults: preset cpu_demo, 32x32x3, 8 bits)
+torchrun --nproc_per_node=8 -m spn train --preset imagenet32 --data imagenet32/ --out runs/i32
+spn eval --checkpoint runs/a/ckpt_00020000.pt --data photos
+spn sample --checkpoint runs/a/ckpt_00020000.pt --n 16 --out grid.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from . import data as D
+from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint, read_checkpoint
+from .train import TrainArgs, evaluate, train
+
+MODEL_FLAGS = ("image_size", "channels", "bits", "subscale", "first_slice_given", "cond_bits", "backend")
+
+
+def _device(name: str | None) -> torch.device:
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _parse_value(text: str, kind: Any) -> Any:
+    t = str(kind)
+    if text.lower() in ("none", "null") and "None" in t:
+        return None
+    if "bool" in t:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean, got {text!r}")
+    if "int" in t:
+        return int(text)
+    if "float" in t:
+        return float(text)
+    return text
+
+
+class Subsampled(Dataset):
+    """Images loaded at k times the size, then strided x[:, ::k, ::k]: the distribution of slice 0 of the larger
+    images, which is what the first stage of a size-upscaling pipeline models."""
+
+    def __init__(self, base: Dataset, k: int):
+        self.base, self.k = base, k
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.base[i][:, :: self.k, :: self.k].contiguous()
+
+
+def _dataset(a: argparse.Namespace, path: str, split: str, size: int, channels: int, held_out: bool = True):
+    k = getattr(a, "subsample", 1) or 1
+    ds = D.build_dataset(
+        path,
+        split,
+        size * k,
+        channels,
+        fmt=a.data_format,
+        seed=getattr(a, "seed", 0),
+        crop=getattr(a, "crop", None),
+        held_out=held_out,
+    )
+    return Subsampled(ds, k) if k > 1 else ds
+
+
+# --------------------------------------------------------------------------------------------------- train
+def _model_config(a: argparse.Namespace, resume_cfg: dict[str, Any] | None):
+    from . import configs
+    from .config import SPNConfig
+
+    if a.preset:
+        cfg = configs.get(a.preset)
+        if isinstance(cfg, list):
+            if a.stage is None:
+                raise SystemExit(f"--preset {a.preset} has {len(cfg)} stages: pick one with --stage 0..{len(cfg) - 1}")
+            cfg = cfg[a.stage]
+        cfg = dataclasses.asdict(cfg)
+    elif resume_cfg is not None:
+        cfg = dict(resume_cfg)
+    else:
+        cfg = dataclasses.asdict(configs.get("cpu_demo"))
+    for k in MODEL_FLAGS:
+        v = getattr(a, k)
+        if v is not None:
+            cfg[k] = None if (k == "backend" and v == "auto") else v
+    types = {f.name: f.type for f in dataclasses.fields(SPNConfig)}
+    for item in a.set or []:
+        key, sep, val = item.partition("=")
+        if not sep or key not in types:
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(types)}")
+        try:
+            cfg[key] = _parse_value(val, types[key])
+        except ValueError as e:
+            raise SystemExit(f"--set {item!r}: {e}") from None
+    try:
+        return SPNConfig(**cfg).validate()
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"invalid model config: {e}") from None
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .model import SPN
+
+    rank = int(os.environ.get("RANK", "0"))
+    log = print if rank == 0 else (lambda *x, **k: None)
+    resume = a.resume
+    resume_cfg = None
+    if resume:
+        path = (list_checkpoints(a.out) or [None])[-1] if resume == "auto" else Path(resume)
+        if path is not None:
+            resume_cfg = read_checkpoint(path)["config"]
+            resume = str(path)
+        elif resume == "auto":
+            log(f"--resume: no checkpoint in {a.out} yet, starting fresh")
+            resume = None
+    cfg = _model_config(a, resume_cfg)
+    torch.manual_seed(a.seed)
+    model = SPN(cfg)
+    if a.eval_data:
+        eval_set = _dataset(a, a.eval_data, "test", cfg.image_size, cfg.channels, held_out=False)
+    else:
+        eval_set = _dataset(a, a.data, "test", cfg.image_size, cfg.channels)
+    train_set = _dataset(a, a.data, "train", cfg.image_size, cfg.channels, held_out=not a.eval_data)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"model: {n_params:,} parameters; {cfg}")
+    log(f"data: {a.data} -> {len(train_set)} train / {len(eval_set)} held-out images per epoch")
+    targs = TrainArgs(
+        out_dir=a.out,
+        steps=a.steps,
+        time_budget=a.time_budget,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        min_lr_ratio=a.min_lr_ratio,
+        warmup=a.warmup,
+        weight_decay=a.weight_decay,
+        grad_clip=a.grad_clip,
+        ema_decay=a.ema_decay,
+        slices_per_step=a.slices_per_step,
+        eval_every=a.eval_every,
+        eval_max_images=a.eval_max_images,
+        eval_batch_size=a.eval_batch_size,
+        sample_every=a.sample_every,
+        n_samples=a.n_samples,
+        checkpoint_every=a.checkpoint_every,
+        keep=a.keep,
+        log_every=a.log_every,
+        seed=a.seed,
+        compile=a.compile,
+        amp=a.amp,
+        workers=a.workers,
+        device=a.device,
+        resume=resume,
+        stop_at=a.stop_at,
+        progress=not a.no_progress,
+    )
+    try:
+        res = train(model, train_set, eval_set, targs, log=log)
+    except CheckpointError as e:
+        print(f"spn train: {e}", file=sys.stderr)
+        return 2
+    if res.eval_bpd is not None:
+        log(f"held-out bits/dim (EMA weights): {res.eval_bpd:.4f} ± {res.eval_ci95:.4f} (95% CI)")
+    for name, p in (("checkpoint", res.checkpoint), ("metrics", res.metrics), ("loss curve", res.loss_curve)):
+        if p is not None:
+            log(f"{name}: {p}")
+    if res.samples is not None:
+        log(f"samples: {res.samples}")
+    if res.interrupted:
+        log(f"stopped by signal {res.interrupted} at step {res.step}; continue with --resume")
+        return 128 + res.interrupted
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- eval
+def load_models(paths: list[str], device: torch.device, backend: str | None):
+    """One checkpoint -> its SPN; several -> a Pipeline of them, in the order given."""
+    kw = {} if backend is None else {"backend": None if backend == "auto" else backend}
+    models = [load_checkpoint(p, map_location=device, **kw) for p in paths]
+    if len(models) == 1:
+        return models[0]
+    from .pipeline import Pipeline
+
+    try:
+        return Pipeline(models)
+    except ValueError as e:
+        raise SystemExit(f"these checkpoints do not form a pipeline: {e}") from None
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    device = _device(a.device)
+    try:
+        model = load_models(a.checkpoint, device, a.backend)
+    except CheckpointError as e:
+        print(f"spn eval: {e}", file=sys.stderr)
+        return 2
+    cfg = model.config
+    ds = _dataset(a, a.data, a.split, cfg.image_size, cfg.channels, held_out=not a.no_held_out)
+    stages = list(getattr(model, "stages", []))
+    if stages:
+
+        def fn(x):  # [B, S + 1]: every stage's bits per its own modelled dim, then the whole pipeline's
+            cols = [st.bits_per_dim(xi) for st, xi in zip(stages, model._inputs(x))]
+            dims = [st.config.modeled_dims for st in stages]
+            total = sum(c * d for c, d in zip(cols, dims)) / (cfg.channels * cfg.image_size**2)
+            return torch.stack([*cols, total], 1)
+    else:
+        fn = None
+    r = evaluate(
+        model, ds, bits=cfg.bits, batch_size=a.batch_size, device=device, max_images=a.max_images, progress=True, fn=fn
+    )
+    names = [f"stage {i} ({Path(p).name})" for i, p in enumerate(a.checkpoint)] + ["pipeline"] if stages else ["model"]
+    bpd, ci = np.atleast_1d(r["bpd"]), np.atleast_1d(r["ci95"])
+    print(f"bits/dim on {r['n']} {a.split} images of {a.data} ({cfg.image_size}x{cfg.image_size}x{cfg.channels}):")
+    for name, b, c in zip(names, bpd, ci):
+        print(f"  {name:<40s} {b:.4f} ± {c:.4f} (95% CI)")
+    if a.json:
+        rows = [{"name": n, "bpd": float(b), "ci95": float(c)} for n, b, c in zip(names, bpd, ci)]
+        Path(a.json).write_text(json.dumps({"n": r["n"], "data": a.data, "split": a.split, "results": rows}) + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- sample
+def cmd_sample(a: argparse.Namespace) -> int:
+    device = _device(a.device)
+    try:
+        model = load_models(a.checkpoint, device, a.backend)
+    except CheckpointError as e:
+        print(f"spn sample: {e}", file=sys.stderr)
+        return 2
+    cfg = getattr(model, "stages", [model])[0].config
+    kw: dict[str, Any] = {}
+    if cfg.first_slice_given or cfg.cond_bits:
+        if not a.cond_data:
+            print(
+                "spn sample: this checkpoint is a conditional stage (size/depth upscaling): pass --cond-data D to "
+                "take its conditioning from real images, or give the whole pipeline's checkpoints in order",
+                file=sys.stderr,
+            )
+            return 2
+        ds = _dataset(a, a.cond_data, "test", cfg.image_size, cfg.channels)
+        x = D.quantize(torch.stack([ds[i % len(ds)] for i in range(a.n)]), cfg.bits).to(device)
+        if cfg.first_slice_given:
+            kw["first_slice"] = x[:, :, :: cfg.subscale, :: cfg.subscale]
+        else:
+            kw["high_bits"] = x >> cfg.model_bits
+    g = torch.Generator(device=device).manual_seed(a.seed)
+    with torch.no_grad():
+        imgs = model.sample(a.n, temperature=a.temperature, generator=g, method=a.method, progress=True, **kw)
+    bits = model.config.bits
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    D.save_png(D.image_grid(D.to_uint8(imgs, bits), scale=a.scale), out)
+    print(f"samples: {out}")
+    if a.save_array:
+        arr = imgs.cpu().numpy().astype(np.uint8 if bits <= 8 else np.uint16)  # [n, C, N, N], values < 2^bits
+        np.save(a.save_array, arr)
+        print(f"array: {a.save_array} ({arr.dtype} {list(arr.shape)}, values in [0, {2**bits}))")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- parser
+def _add_data_flags(p: argparse.ArgumentParser, default: str | None = "photos") -> None:
+    p.add_argument(
+        "--data",
+        default=default,
+        required=default is None,
+        help="'photos' (the embedded scikit-image photographs), an image folder, a .npy/.npz file or folder of "
+        "them, or a CIFAR-10 'cifar-10-batches-py' folder" + (f" (default: {default})" if default else ""),
+    )
+    p.add_argument(
+        "--data-format",
+        default="auto",
+        choices=["auto", "photos", "folder", "array", "cifar10"],
+        help="how to read --data (default: detected from the path)",
+    )
+    p.add_argument(
+        "--subsample",
+        type=int,
+        default=1,
+        help="load images at K times the model size and keep every K-th pixel (x[::K, ::K]): the data of the "
+        "first stage of a size-upscaling pipeline (default: 1)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog="spn", description="Subscale Pixel Networks: train, evaluate, sample, demo.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,sample}")
+
+    d = sub.add_parser("demo", formatter_class=fmt, help="train a small SPN on the embedded photos (~6-8 min CPU)")
+    d.add_argument("--out", default="spn-demo", help="output directory")
+    d.add_argument("--time-budget", type=float, default=300.0, help="seconds of training")
+    d.add_argument("--quick", action="store_true", help="a few-second run (4x4 crops, 4 steps) to check the setup")
+    d.add_argument("--seed", type=int, default=0, help="random seed")
+    d.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+    t = sub.add_parser("train", formatter_class=fmt, help="train one SPN (or one stage of a pipeline)")
+    t.add_argument("--out", default="runs/spn", help="output directory: checkpoints, metrics.jsonl, PNGs")
+    _add_data_flags(t)
+    t.add_argument("--eval-data", default=None, help="separate held-out data (default: the held-out split of --data)")
+    t.add_argument("--crop", choices=["center", "random"], default=None, help="image-folder crops (default: random "
+                   "for training, center for evaluation)")  # fmt: skip
+    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    m = t.add_argument_group("model (default: preset cpu_demo; with --resume: the checkpoint's config)")
+    m.add_argument("--preset", default=None, help="a preset from spn.configs (python -m spn.configs lists them)")
+    m.add_argument("--stage", type=int, default=None, help="which stage of a multi-stage preset to train")
+    m.add_argument("--image-size", type=int, default=None, help="N: images are N x N")
+    m.add_argument("--channels", type=int, default=None, help="colour channels (1 or 3)")
+    m.add_argument("--bits", type=int, default=None, help="bit depth modelled (data keeps its top bits)")
+    m.add_argument("--subscale", type=int, default=None, help="s: s*s slices of (N/s) x (N/s)")
+    m.add_argument("--first-slice-given", action=argparse.BooleanOptionalAction, default=None,
+                   help="size upscaling: model slices 1.. given slice 0")  # fmt: skip
+    m.add_argument("--cond-bits", type=int, default=None, help="depth upscaling: model the low bits given this many "
+                   "high bits")  # fmt: skip
+    m.add_argument("--backend", default=None, choices=["auto", "torch", "cpu", "triton", "cuda"],
+                   help="kernel backend of every op (auto: chosen by the tensors' device)")  # fmt: skip
+    m.add_argument("--set", action="append", metavar="FIELD=VALUE", help="any other SPNConfig field, e.g. "
+                   "--set decoder_channels=64 (repeatable)")  # fmt: skip
+    o = t.add_argument_group("optimisation")
+    o.add_argument("--steps", type=int, default=20000, help="optimiser steps (the cosine schedule's length)")
+    o.add_argument("--time-budget", type=float, default=None, help="seconds of training: the step count is then "
+                   "fixed from the measured speed (capped by --steps)")  # fmt: skip
+    o.add_argument("--batch-size", type=int, default=32, help="global batch (split over torchrun ranks)")
+    o.add_argument("--lr", type=float, default=3e-4, help="peak AdamW learning rate")
+    o.add_argument("--min-lr-ratio", type=float, default=0.05, help="final lr = lr * this")
+    o.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
+    o.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    o.add_argument("--grad-clip", type=float, default=1.0, help="max global gradient norm")
+    o.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay of the weights used for eval/samples")
+    o.add_argument("--slices-per-step", type=int, default=None, help="random slices per image per step "
+                   "(unbiased, cheaper); default: all")  # fmt: skip
+    o.add_argument("--seed", type=int, default=0, help="seed of weights, data order, crops and slice choice")
+    o.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    o.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on "
+                   "for CUDA)")  # fmt: skip
+    o.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
+    r = t.add_argument_group("evaluation, logging, checkpoints")
+    r.add_argument("--eval-every", type=int, default=1000, help="held-out eval period in steps (0: only at the end)")
+    r.add_argument("--eval-max-images", type=int, default=None, help="evaluate on this many evenly spaced "
+                   "held-out images")  # fmt: skip
+    r.add_argument("--eval-batch-size", type=int, default=64, help="eval batch per rank")
+    r.add_argument("--sample-every", type=int, default=0, help="sample-grid period (0: at the end; -1: never)")
+    r.add_argument("--n-samples", type=int, default=16, help="images per sample grid")
+    r.add_argument("--checkpoint-every", type=int, default=1000, help="checkpoint period in steps (and at the end)")
+    r.add_argument("--keep", type=int, default=3, help="step checkpoints kept (<= 0: all)")
+    r.add_argument("--log-every", type=int, default=10, help="metrics.jsonl / progress-bar period in steps")
+    r.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH",
+                   help="continue exactly from PATH, or (bare flag) from the latest checkpoint in --out")  # fmt: skip
+    r.add_argument("--stop-at", type=int, default=None, help="stop (with a checkpoint) at this step, as if "
+                   "interrupted; --resume continues the same schedule")  # fmt: skip
+    r.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+
+    e = sub.add_parser("eval", formatter_class=fmt, help="bits/dim of checkpoint(s) on a dataset, with 95%% CI")
+    e.add_argument("--checkpoint", action="append", required=True, help="a checkpoint; repeat for a pipeline, "
+                   "first stage first")  # fmt: skip
+    _add_data_flags(e)
+    e.add_argument("--split", choices=["test", "train"], default="test", help="which split of --data")
+    e.add_argument("--no-held-out", action="store_true", help="use all of a folder/array --data (no 5%% split)")
+    e.add_argument("--batch-size", type=int, default=64, help="images per batch")
+    e.add_argument("--max-images", type=int, default=None, help="evaluate on this many evenly spaced images")
+    e.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    e.add_argument("--backend", default=None, choices=["auto", "torch", "cpu", "triton", "cuda"],
+                   help="override the checkpoint's kernel backend")  # fmt: skip
+    e.add_argument("--json", default=None, metavar="PATH", help="also write the numbers as JSON")
+
+    s = sub.add_parser("sample", formatter_class=fmt, help="sample a model or pipeline into a PNG grid")
+    s.add_argument("--checkpoint", action="append", required=True, help="a checkpoint; repeat for a pipeline, "
+                   "first stage first")  # fmt: skip
+    s.add_argument("--n", type=int, default=16, help="number of images")
+    s.add_argument("--out", default="samples.png", help="PNG grid path")
+    s.add_argument("--save-array", default=None, metavar="PATH.npy", help="also save the images [n, C, N, N]")
+    s.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
+    s.add_argument("--method", choices=["cached", "naive"], default="cached", help="cached (fast) or naive sampling")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed")
+    s.add_argument("--scale", type=int, default=2, help="pixel upscaling of the PNG grid")
+    s.add_argument("--cond-data", default=None, help="for a lone conditional stage: images to take slice 0 / the "
+                   "high bits from (held-out split)")  # fmt: skip
+    s.add_argument("--data-format", default="auto", choices=["auto", "photos", "folder", "array", "cifar10"],
+                   help="how to read --cond-data")  # fmt: skip
+    s.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    s.add_argument("--backend", default=None, choices=["auto", "torch", "cpu", "triton", "cuda"],
+                   help="override the checkpoint's kernel backend")  # fmt: skip
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.command == "train":
+        return cmd_train(a)
+    if a.command == "eval":
+        return cmd_eval(a)
+    if a.command == "sample":
+        return cmd_sample(a)
+    from .demo import run_demo
+
+    return run_demo(out=a.out, time_budget=a.time_budget, quick=a.quick, seed=a.seed, device=a.device)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
