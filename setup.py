@@ -53,8 +53,12 @@ def extensions():
             )
         ]
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-    archs = [a.strip().replace(".", "") for a in os.environ["TORCH_CUDA_ARCH_LIST"].replace(";", " ").split()]
-    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+    gencode = []
+    for arch in os.environ["TORCH_CUDA_ARCH_LIST"].replace(";", " ").split():
+        a = arch.replace("+PTX", "").replace(".", "")
+        gencode.append(f"-gencode=arch=compute_{a},code=sm_{a}")
+        if arch.endswith("+PTX"):  # also embed PTX, which newer GPUs JIT-compile
+            gencode.append(f"-gencode=arch=compute_{a},code=compute_{a}")
     nvcc = ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo", *gencode]
     return [
         CUDAExtension(

@@ -18,7 +18,6 @@
 
 #include <cstdint>
 #include <optional>
-#include <string_view>
 
 #include "params.h"
 
@@ -154,7 +153,7 @@ at::Tensor slice_context_cuda(const at::Tensor& x, int64_t s, const at::Tensor& 
   return out;
 }
 
-void slice_scatter_cuda_(const at::Tensor& x, const at::Tensor& values, int64_t s, const at::Tensor& t) {
+void slice_scatter_cuda_(at::Tensor& x, const at::Tensor& values, int64_t s, const at::Tensor& t) {
   const char* op = "slice_scatter_";
   check_image(x, s, op);
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -183,9 +182,9 @@ void slice_scatter_cuda_(const at::Tensor& x, const at::Tensor& values, int64_t 
   C10_CUDA_CHECK(launch_slice_scatter(p, current_stream()));
 }
 
-at::Tensor masked_conv2d_step_cuda(const at::Tensor& cache, const std::optional<at::Tensor>& x_new,
+at::Tensor masked_conv2d_step_cuda(at::Tensor& cache, const std::optional<at::Tensor>& x_new,
                                    const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t row,
-                                   int64_t col, std::string_view mask_type, int64_t color_groups) {
+                                   int64_t col, c10::string_view mask_type, int64_t color_groups) {
   const char* op = "masked_conv2d_step";
   check_cuda(cache, "cache", op);
   TORCH_CHECK_VALUE(cache.dim() == 4, op, ": cache must be 4-D [B, C_in, H, W], got shape ", cache.sizes());

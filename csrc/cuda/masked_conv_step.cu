@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(kThreads) masked_conv2d_step_kernel(StepParams
       const int64_t xc = vertical ? xi : p.col;  // output column
       if (x_new != nullptr && o == 0) {
         // A/B: x_new [B, C_in] -> cache[:, :, row, col]; V: column xi of x_new [B, C_in, W] -> cache[:, :, row, xi]
-        for (int e = threadIdx.x; e < kBT * p.C_in; e += kThreads) {
+        for (int64_t e = threadIdx.x; e < kBT * p.C_in; e += kThreads) {
           const int64_t b = b0 + e / p.C_in, ci = e % p.C_in;
           if (b >= p.B) continue;
           cache[b * p.cache_stride[0] + ci * p.cache_stride[1] + p.row * p.cache_stride[2] + xc * p.cache_stride[3]] =
