@@ -4,27 +4,26 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
-#define EXPECT(cond)                                                           \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::exit(1);                                                            \
-    }                                                                          \
-  } while (0)
+#include "check.h"
 
 static void test_schemas_registered() {
   for (const char* name : {"subscale_split", "subscale_merge", "slice_context", "slice_scatter_", "masked_conv2d",
                            "masked_conv2d_backward", "masked_conv2d_step"}) {
-    auto op = c10::Dispatcher::singleton().findSchema({std::string("spn::") + name, ""});
+    const std::string full = std::string("spn::") + name;
+    auto op = c10::Dispatcher::singleton().findSchema({full, ""});
     EXPECT(op.has_value());
+    EXPECT(op->hasKernelForDispatchKey(c10::DispatchKey::CPU));  // every op has a C++ CPU kernel
   }
 }
 
 int main() {
+  at::manual_seed(0);
   test_schemas_registered();
+  spn_test::test_subscale_ops();
+  spn_test::test_masked_conv();
+  spn_test::test_masked_conv_step();
   std::printf("spn_cpp_tests: all passed\n");
   return 0;
 }
