@@ -1,0 +1,24 @@
+"""spn: Subscale Pixel Networks (Menick & Kalchbrenner, ICLR 2019) in PyTorch.
+
+>>> import torch, spn
+>>> model = spn.SPN(spn.SPNConfig(image_size=4, channels=1, bits=2, subscale=2))
+>>> x = torch.randint(0, 4, (8, 1, 4, 4))
+>>> nats, bpd = model.log_prob(x), model.bits_per_dim(x)   # exact, float64 [8]
+>>> images = model.sample(2)                               # int64 [2, 1, 4, 4]
+"""
+
+from . import configs
+from .cache import AttentionCache, DecoderCache, GatedBlockCache
+from .config import SPNConfig
+from .model import SPN
+from .pipeline import Pipeline
+
+__all__ = [
+    "SPN",
+    "AttentionCache",
+    "DecoderCache",
+    "GatedBlockCache",
+    "Pipeline",
+    "SPNConfig",
+    "configs",
+]

@@ -1,0 +1,202 @@
+"""Building blocks of the context network and the slice decoder.
+
+Every decoder layer has ``forward`` (the whole slice at once, for training and log_prob) and ``step`` methods
+that read and write an explicit cache entry (spn/cache.py), for sampling one position at a time. The step
+methods must reproduce ``forward`` exactly up to float rounding; tests/model/test_sampling.py checks it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spn_kernels import MaskedConv2d
+
+from .cache import AttentionCache, GatedBlockCache
+
+
+def gate(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Gated activation tanh(a) * sigmoid(b) over the two halves of ``dim``."""
+    a, b = x.chunk(2, dim=dim)
+    return torch.tanh(a) * torch.sigmoid(b)
+
+
+def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution applied to a pixel vector [B, C_in] or a row [B, C_in, W] (channels on dim 1)."""
+    w = conv.weight[:, :, 0, 0]  # [C_out, C_in]
+    if x.dim() == 2:
+        return F.linear(x, w, conv.bias)
+    y = torch.einsum("oc,bcw->bow", w, x)
+    return y if conv.bias is None else y + conv.bias[:, None]
+
+
+def shift_down(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> the same map moved down one row, zeros in row 0."""
+    return F.pad(x, (0, 0, 1, 0))[:, :, :-1]
+
+
+# ---------------------------------------------------------------------------------------------- context net
+class ResBlock(nn.Module):
+    """x + conv3x3(relu(conv3x3(relu(x)))), unmasked (the context network sees only known slices)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(d, d, 3, padding=1)
+        self.conv2 = nn.Conv2d(d, d, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, D, n, n] -> [B, D, n, n]
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over a token sequence [B, L, D], optionally causal, with a KV-cache step."""
+
+    def __init__(self, d: int, heads: int, causal: bool) -> None:
+        super().__init__()
+        self.d, self.heads, self.causal = d, heads, causal
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+
+    def _split(self, t: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, H, L, D/H]
+        B, L, _ = t.shape
+        return t.view(B, L, self.heads, self.d // self.heads).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, L, D]
+        B, L, D = x.shape
+        q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))
+        att = q @ k.transpose(-1, -2) / math.sqrt(D // self.heads)  # [B, H, L, L]
+        if self.causal:
+            future = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(1)
+            att = att.masked_fill(future, float("-inf"))
+        y = att.softmax(-1) @ v  # [B, H, L, D/H]
+        return self.out(y.transpose(1, 2).reshape(B, L, D))
+
+    def step(self, cache: AttentionCache, x: torch.Tensor, pos: int) -> torch.Tensor:
+        """Causal attention output at position ``pos`` for token x [B, D]; appends its key and value."""
+        B, D = x.shape
+        q, k, v = (self._split(t[:, None]) for t in self.qkv(x).chunk(3, dim=-1))  # [B, H, 1, D/H]
+        cache.k[:, :, pos : pos + 1] = k
+        cache.v[:, :, pos : pos + 1] = v
+        keys, vals = cache.k[:, :, : pos + 1], cache.v[:, :, : pos + 1]
+        att = q @ keys.transpose(-1, -2) / math.sqrt(D // self.heads)  # [B, H, 1, pos+1]
+        y = att.softmax(-1) @ vals  # [B, H, 1, D/H]
+        return self.out(y.reshape(B, D))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: x + attn(ln(x)), then + mlp(ln(x)); tokens [B, L, D]."""
+
+    def __init__(self, d: int, heads: int, causal: bool) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = SelfAttention(d, heads, causal)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, D]
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+    def step(self, cache: AttentionCache, x: torch.Tensor, pos: int) -> torch.Tensor:  # [B, D] -> [B, D]
+        x = x + self.attn.step(cache, self.ln1(x), pos)
+        return x + self.mlp(self.ln2(x))
+
+
+# ---------------------------------------------------------------------------------------------- decoder
+class GatedBlock(nn.Module):
+    """One gated masked-conv block with no blind spot, conditioned on the context embedding.
+
+    Vertical stack: vp = conv_V(v) + W_vc cond; its output row r sees input rows <= r (all columns).
+    Horizontal stack: hp = conv_A|B(h) + W_vh shift_down(vp) + W_hc cond; shift_down makes row r see only
+    rows < r of the vertical stack, so position (r, c) sees every earlier row plus the row's left part
+    (mask "A" in the first block: not the position itself; "B" later: the previous layer's same position,
+    which itself saw only earlier pixels). Outputs: v' = gate(vp) (+ v), h' = W_o gate(hp) (+ h).
+    """
+
+    def __init__(self, c_in: int, d: int, cond_ch: int, k: int, first: bool, backend: str | None) -> None:
+        super().__init__()
+        self.first = first
+        self.vconv = MaskedConv2d(c_in, 2 * d, k, "V", backend=backend)
+        self.hconv = MaskedConv2d(c_in, 2 * d, k, "A" if first else "B", backend=backend)
+        # No bias: the shifted-in row 0 is zeros and must stay zeros through this 1x1 (the step relies on it).
+        self.v2h = nn.Conv2d(2 * d, 2 * d, 1, bias=False)
+        self.vcond = nn.Conv2d(cond_ch, 2 * d, 1, bias=False)
+        self.hcond = nn.Conv2d(cond_ch, 2 * d, 1, bias=False)
+        self.hout = nn.Conv2d(d, d, 1)
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """v, h [B, c_in, n, n], cond [B, cond_ch, n, n] -> v', h' [B, d, n, n]."""
+        vp = self.vconv(v) + self.vcond(cond)
+        hp = self.hconv(h) + self.v2h(shift_down(vp)) + self.hcond(cond)
+        v_out, h_out = gate(vp), self.hout(gate(hp))
+        if not self.first:
+            v_out, h_out = v_out + v, h_out + h
+        return v_out, h_out
+
+    # -- step ----------------------------------------------------------------------------------------------
+    def new_cache(self, v_map: torch.Tensor, h_map: torch.Tensor, cond: torch.Tensor) -> GatedBlockCache:
+        """Cache over the input maps v_map and h_map [B, c_in, n, n] (zeros; the first block passes the
+        same tensor twice: both stacks read the slice itself); cond projections are computed once here."""
+        B, _, _, n = v_map.shape
+        return GatedBlockCache(
+            v_in=v_map,
+            h_in=h_map,
+            above=v_map.new_zeros(B, self.v2h.out_channels, n),
+            cond_v=self.vcond(cond),
+            cond_h=self.hcond(cond),
+        )
+
+    def reset_cache(self, cache: GatedBlockCache, cond: torch.Tensor) -> None:
+        """Empties a cache in place for a new slice with conditioning cond (buffers keep their addresses)."""
+        cache.v_in.zero_()
+        cache.h_in.zero_()
+        cache.above.zero_()
+        cache.cond_v.copy_(self.vcond(cond))
+        cache.cond_h.copy_(self.hcond(cond))
+
+    def step_row(self, cache: GatedBlockCache, v_row: torch.Tensor | None, row: int) -> torch.Tensor:
+        """Vertical stack for a completed row: v_row [B, c_in, n] (None: already in the cache) -> v' row
+        [B, d, n]. Stores W_vh vp(row), which shift_down hands to the horizontal stack of row + 1."""
+        vp = self.vconv.step(cache.v_in, v_row, row, 0) + cache.cond_v[:, :, row]  # [B, 2d, n]
+        cache.above.copy_(pointwise(self.v2h, vp))  # in place: a captured CUDA graph reads this buffer
+        v_out = gate(vp)
+        return v_out if self.first else v_out + cache.v_in[:, :, row]
+
+    def step(self, cache: GatedBlockCache, h_pix: torch.Tensor | None, row: int, col: int) -> torch.Tensor:
+        """Horizontal stack at (row, col): h_pix [B, c_in] (None: already in the cache) -> h' [B, d].
+        Valid after step_row(row - 1) (for row > 0)."""
+        hp = self.hconv.step(cache.h_in, h_pix, row, col) + cache.above[:, :, col] + cache.cond_h[:, :, row, col]
+        h_out = pointwise(self.hout, gate(hp))
+        return h_out if self.first else h_out + cache.h_in[:, :, row, col]
+
+
+class ChannelHead(nn.Module):
+    """Per-pixel categorical over 2^bits values for channel c from the pixel's hidden state and channels < c.
+
+    z_c = W_h hidden + sum_{c' < c} U[c, c'] value_{c'} + b_c;  logits_c = V_c relu(z_c) + a_c.
+    Values enter scaled to [-1, 1] (our choice; an embedding table would grow as 2^bits). The strictly lower
+    triangular U keeps the spatial network's masks purely spatial.
+    """
+
+    def __init__(self, d: int, channels: int, hidden: int, classes: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.inp = nn.Linear(d, hidden, bias=False)
+        self.prev = nn.Parameter(torch.randn(channels, channels, hidden) / math.sqrt(max(channels, 1)))
+        self.bias = nn.Parameter(torch.zeros(channels, hidden))
+        self.out_w = nn.Parameter(torch.randn(channels, classes, hidden) / math.sqrt(hidden))
+        self.out_b = nn.Parameter(torch.zeros(channels, classes))
+        self.register_buffer("tri", torch.ones(channels, channels).tril(-1), persistent=False)
+
+    def forward(self, hidden: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """hidden [..., D], values [..., C] (scaled) -> logits [..., C, K] for every channel."""
+        u = self.prev * self.tri[:, :, None].to(self.prev.dtype)  # [C, C', Dh]
+        z = self.inp(hidden)[..., None, :] + torch.einsum("...k,ckh->...ch", values, u) + self.bias  # [..., C, Dh]
+        return torch.einsum("...ch,ckh->...ck", F.relu(z), self.out_w) + self.out_b
+
+    def channel(self, base: torch.Tensor, values: torch.Tensor, c: int) -> torch.Tensor:
+        """Logits [B, K] of channel c; base = self.inp(hidden) [B, Dh], values [B, C] (only < c are read)."""
+        z = base + values[:, :c] @ self.prev[c, :c] + self.bias[c]  # [B, Dh]
+        return F.linear(F.relu(z), self.out_w[c], self.out_b[c])
