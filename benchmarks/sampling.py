@@ -133,7 +133,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="sizes 16 and 32 only, no plot")
     ap.add_argument("--backend", default=None)
     ap.add_argument("--naive-pixels", type=int, default=8)
+    ap.add_argument(
+        "--threads", type=int, default=1, help="intra-op threads for both samplers (1: the step's ops are tiny)"
+    )
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     sizes = (16, 32) if args.quick else (16, 32, 64)
     rs = rows(sizes, naive_pixels=args.naive_pixels, backend=args.backend)
     print(table(rs))
