@@ -1,0 +1,98 @@
+"""Training throughput: one optimizer step (forward + backward + AdamW) of the kernel-backed SPN against the
+same model with backend="torch" (pure-PyTorch references), timed side by side in one run.
+
+    python -m benchmarks.training            # the CPU preset `cpu_demo`, batch 16
+    python -m benchmarks.training --quick    # fewer rounds
+
+On a GPU, `benchmarks.gpu_check` calls `rows(device="cuda", ...)` with ImageNet-32/64-like presets in bf16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+
+import torch
+
+from benchmarks.cpu_kernels import time_side_by_side
+from spn import SPN, configs
+
+
+def _stepper(model: SPN, x: torch.Tensor, slices_per_step: int | None, autocast: torch.dtype | None):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    dev = x.device.type
+
+    def step():
+        with torch.autocast(dev, dtype=autocast, enabled=autocast is not None):
+            loss = model.loss(x, slices_per_step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        return loss
+
+    return step
+
+
+def rows(
+    preset: str = "cpu_demo",
+    batch: int = 16,
+    slices_per_step: int | None = 1,
+    device: str = "cpu",
+    autocast: torch.dtype | None = None,
+    rounds: int = 7,
+    **overrides,
+) -> list[dict]:
+    """ms/step and images/s of backend=None (the kernels) and backend="torch", with identical weights/data."""
+    cfg = configs.get(preset, **overrides)
+    torch.manual_seed(0)
+    fast = SPN(dataclasses.replace(cfg, backend=None)).to(device)
+    ref = SPN(dataclasses.replace(cfg, backend="torch")).to(device)
+    ref.load_state_dict(copy.deepcopy(fast.state_dict()))
+    x = torch.randint(0, 2**cfg.bits, (batch, cfg.channels, cfg.image_size, cfg.image_size), device=device)
+    t = time_side_by_side(
+        {"ref": _stepper(ref, x, slices_per_step, autocast), "kernels": _stepper(fast, x, slices_per_step, autocast)},
+        rounds,
+    )
+    shape = f"{preset} B={batch} slices/step={slices_per_step or 'all'} {device}" + (
+        f" autocast={str(autocast).replace('torch.', '')}" if autocast else ""
+    )
+    return [
+        {
+            "what": "training step",
+            "shape": shape,
+            "ref_ms": t["ref"],
+            "kernels_ms": t["kernels"],
+            "ratio": t["kernels"] / t["ref"],
+            "ref_img_s": batch / t["ref"] * 1e3,
+            "kernels_img_s": batch / t["kernels"] * 1e3,
+        }
+    ]
+
+
+def table(rs: list[dict]) -> str:
+    lines = [
+        "| model | backend=torch ms/step | kernels ms/step | ratio | torch img/s | kernels img/s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rs:
+        lines.append(
+            f"| {r['shape']} | {r['ref_ms']:.1f} | {r['kernels_ms']:.1f} | {r['ratio']:.2f} | "
+            f"{r['ref_img_s']:.1f} | {r['kernels_img_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer timing rounds")
+    ap.add_argument("--preset", default="cpu_demo", help="a preset name from spn.configs")
+    ap.add_argument("--batch", type=int, default=16)
+    args = ap.parse_args()
+    print(table(rows(args.preset, args.batch, rounds=3 if args.quick else 7)))
+
+
+if __name__ == "__main__":
+    main()
