@@ -8,7 +8,8 @@ It is written against a small model interface, so any nn.Module with `.config` (
 
 Exactness of --resume: the batch of step k is a pure function of (seed, k) (DistributedSampler permutation per
 epoch, crops seeded by (seed, epoch, index)) and the global RNG is reseeded from (seed, rank, k) before every
-step, so a resumed run repeats the uninterrupted one's losses bit for bit on CPU.
+step, so a resumed run repeats the uninterrupted one's losses bit for bit on CPU. A --time-budget run is the
+exception: its schedule length follows the measured speed, so it is not reproducible step for step.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from .data import image_grid, quantize, save_png, to_uint8
 class TrainArgs:
     out_dir: str = "runs/spn"
     steps: int = 20000  # total optimiser steps (the cosine schedule's length)
-    time_budget: float | None = None  # seconds of training steps; fixes `steps` from the measured speed
+    time_budget: float | None = None  # seconds of training steps; sizes the schedule from the measured speed
     batch_size: int = 32  # global, split evenly over the ranks
     lr: float = 3e-4
     min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
@@ -328,6 +329,7 @@ def train(
     schedule = WarmupCosine(args.warmup, args.steps, args.min_lr_ratio)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     step = 0
+    train_time = 0.0  # seconds spent in training steps (what --time-budget counts), across resumes
 
     ckpt_path = _resolve_resume(args)
     if ckpt_path is not None:
@@ -344,6 +346,7 @@ def train(
         sched.load_state_dict(state["scheduler"])
         schedule = sched.lr_lambdas[0]
         step = int(state["step"])
+        train_time = float(state.get("train_seconds", 0.0))
         if main and state.get("rng") is not None:
             set_rng_state(state["rng"])
         log(f"resumed from {ckpt_path} at step {step}")
@@ -369,7 +372,6 @@ def train(
     last_eval: dict[str, Any] | None = None
     last_ckpt: Path | None = None
     samples_path: Path | None = None
-    train_time = 0.0
 
     def emit(rec: dict[str, Any]) -> None:
         if main:
@@ -407,6 +409,7 @@ def train(
                 step=step,
                 rng=rng_state(),
                 world_size=world,
+                train_seconds=train_time,
                 train_args={k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(args).items()},
             )
             prune_checkpoints(out, args.keep)
@@ -425,7 +428,7 @@ def train(
         bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     n_since, t_log, imgs_since = 0, time.perf_counter(), 0
-    t_first: float | None = None  # wall time after the first step (which carries compile/warm-up cost)
+    win_time, win_steps, per_step = 0.0, 0, None  # step-time samples for sizing a time-budgeted schedule
     step_start = step
     stop_reason: int | None = None
     finished = step >= total
@@ -459,45 +462,42 @@ def train(
                 imgs_since += args.batch_size
                 now = time.perf_counter()
                 train_time += now - t_mark  # includes fetching the batch; excludes evals and checkpoints
-                t_mark = now
-                if t_first is None:
-                    t_first = train_time
-
-                # Time budget: once ~5% of it is spent past the first step, fix the schedule's length from the
-                # measured speed (rank 0 decides, every rank adopts it).
-                if args.time_budget and not schedule.fixed and step - step_start >= 3:
-                    spent = train_time - t_first
-                    if spent >= min(0.05 * args.time_budget, 30.0) or train_time >= 0.5 * args.time_budget:
-                        per_step = spent / (step - step_start - 1)
-                        est = torch.tensor(
-                            [step + int(max(0.0, args.time_budget - train_time) / per_step)], dtype=torch.int64
-                        )
-                        if world > 1:
-                            est = est.to(device)
-                            dist.broadcast(est, 0)
-                        schedule.total = max(step, min(args.steps, int(est.item())))
-                        schedule.warmup = min(schedule.warmup, max(1, schedule.total // 5))
-                        schedule.fixed = True
-                        total = schedule.total
-                        if bar is not None:
-                            bar.total = total
-                        log(f"time budget {args.time_budget:.0f}s: {per_step * 1e3:.0f} ms/step -> {total} steps")
+                t_step, t_mark = t_mark, now
+                if step - step_start > 1:  # the first step carries compile/warm-up cost: not a speed sample
+                    win_time += now - t_step
+                    win_steps += 1
 
                 is_last = step >= total or (args.stop_at is not None and step >= args.stop_at)
                 if step % args.log_every == 0 or is_last:
-                    stop = torch.tensor(
-                        [
-                            float(sig.caught or 0),
-                            float(bool(args.time_budget) and train_time > 1.25 * args.time_budget),
-                        ],
-                        device=device,
-                    )
+                    # Sync point: every rank learns of a signal on any rank, and adopts rank 0's clock.
+                    flag = torch.tensor([float(sig.caught or 0)], device=device)
                     if world > 1:
-                        dist.all_reduce(stop, op=dist.ReduceOp.MAX)
-                    if stop[0] > 0:
-                        stop_reason = int(stop[0].item())
-                    if stop[1] > 0:
-                        is_last = True
+                        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                    if flag.item() > 0:
+                        stop_reason = int(flag.item())
+                    if args.time_budget:
+                        clock = torch.tensor([train_time, win_time, float(win_steps)], dtype=torch.float64)
+                        if world > 1:
+                            clock = clock.to(device)
+                            dist.broadcast(clock, 0)
+                        t_now, w_time, w_steps = clock.tolist()
+                        if t_now >= args.time_budget:
+                            is_last = True
+                            schedule.total = step
+                        elif w_steps > 0:
+                            # Re-size the cosine schedule from the recent speed (CPU contention and warm-up change
+                            # it), so the decay ends when the budget does.
+                            per = w_time / w_steps
+                            per_step = per if per_step is None else 0.5 * per_step + 0.5 * per
+                            left = int((args.time_budget - t_now) / per_step)
+                            schedule.total = min(args.steps, step + max(1, left))
+                            if not schedule.fixed:
+                                schedule.warmup = min(schedule.warmup, max(1, schedule.total // 5))
+                                schedule.fixed = True
+                        total = schedule.total
+                        if bar is not None:
+                            bar.total = total
+                        win_time, win_steps = 0.0, 0
                     now = time.perf_counter()
                     rec = {
                         "step": step,
@@ -542,8 +542,8 @@ def train(
         if args.sample_every >= 0:
             do_samples()
     do_checkpoint()
-    if main:
-        plot_loss_curve(records, curve_path)
+    if main and plot_loss_curve(records, curve_path) is None:
+        log("loss curve skipped: matplotlib is not installed (pip install matplotlib, or spn[demo])")
     if world > 1:
         dist.barrier()
     return TrainResult(
