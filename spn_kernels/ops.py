@@ -25,6 +25,16 @@ def _compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
+def _autocast(x: torch.Tensor, *ts: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """Under torch.autocast, casts floating inputs to the autocast dtype, as autocast does for F.conv2d
+    (the custom ops are invisible to autocast's own op lists). Outside autocast: no-op."""
+    dev = x.device.type
+    if not torch.is_autocast_enabled(dev):
+        return (x, *ts)
+    dt = torch.get_autocast_dtype(dev)
+    return tuple(None if t is None else t.to(dt) if t.is_floating_point() else t for t in (x, *ts))
+
+
 def subscale_split(x: torch.Tensor, s: int, *, backend: str | None = None) -> torch.Tensor:
     """[B, C, H, W] (any dtype) -> [B, s*s, C, H/s, W/s] with out[:, i*s + j] = x[:, :, i::s, j::s]."""
     check_subscale(x, s)
@@ -78,7 +88,9 @@ def masked_conv2d(
 ) -> torch.Tensor:
     """PixelCNN masked convolution: [B, C_in, H, W], weight [C_out, C_in, k, k] -> [B, C_out, H, W].
 
-    Equals F.conv2d(x, weight * mask, bias, padding=k // 2); see masked_conv/ref.py for the masks."""
+    Equals F.conv2d(x, weight * mask, bias, padding=k // 2); see masked_conv/ref.py for the masks.
+    Under torch.autocast the inputs are cast to the autocast dtype (like F.conv2d)."""
+    x, weight, bias = _autocast(x, weight, bias)
     check_conv(x, weight, bias, mask_type, color_groups)
     return resolve("masked_conv2d", backend, x)(x, weight, bias, mask_type, color_groups)
 
