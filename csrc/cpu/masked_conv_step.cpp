@@ -6,18 +6,21 @@
 //   1. list the unmasked taps of rows 0..p that fall inside the image (edges clip the list, so no zero
 //      padding is ever multiplied), the centre tap apart because color groups mask it per (co, ci);
 //   2. gather those taps of the cache into a small panel [C_in, T, B] (<= 100 KB at C=128, k=5, B=16);
-//   3. for every output channel (parallel), accumulate w[co, ci, tap] * panel[ci, tap, :] into a [B]
-//      accumulator: the weight is read once, in its own layout, and the inner loop over the batch is
-//      contiguous and vectorises. This is a GEMV-shaped product (B is small during sampling), so a direct
-//      loop beats packing the weight for a GEMM, which alone would copy C_out*C_in*T elements per step.
+//   3. for blocks of 4 output channels (parallel) and 16 batch entries, accumulate w[co, ci, tap] *
+//      panel[ci, tap, :] in registers (4 independent FMA chains, each panel vector reused 4 times); the
+//      weight is read once, in its own layout. The product is GEMV-shaped (B is small when sampling):
+//      packing the weight for a GEMM would alone copy C_out*C_in*T elements per step, and at::mm on the
+//      unpacked [C_out, C_in*k*k] weight would multiply the ~half of the taps that are masked.
 // Mask "V" (a whole output row): a 1-row convolution of the p+1 cached rows above and at `row` with rows
 //   0..p of the weight (the V mask keeps exactly those, so no masking is needed), through at::conv2d.
 #include <ATen/ATen.h>
-#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cmath>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "common.h"
@@ -30,14 +33,101 @@ struct Tap {
   int64_t c_off;  // offset of the cached pixel inside one (b, ci) plane
 };
 
+// Function multiversioning: the wheel is built for baseline x86-64, the loader picks the AVX-512 or
+// AVX2+FMA clone of the micro-kernel at run time (ifunc).
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define SPN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define SPN_CLONES
+#endif
+
+// One 64-byte vector of batch entries (16 floats / 8 doubles), in GCC/clang vector extensions: each clone
+// lowers it to one zmm (AVX-512), two ymm (AVX2) or four xmm registers. Loads and stores go through
+// memcpy, which compiles to unaligned vector moves (the panel and accumulators are not 64-byte aligned).
+typedef float vf32 __attribute__((vector_size(64)));
+typedef double vf64 __attribute__((vector_size(64)));
+
+template <typename V, typename T>
+inline __attribute__((always_inline)) V load_vec(const T* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+// NCO output channels x one vector of batch entries, accumulated in registers: NCO independent FMA chains
+// hide the FMA latency, and every panel vector loaded is used NCO times.
+template <typename T, typename V, int NCO>
+inline __attribute__((always_inline)) void dot_block(const T* __restrict__ w, const T* __restrict__ panel,
+                                                     const Tap* taps, int64_t n_taps, int64_t c_in, int64_t kk,
+                                                     int64_t centre, const int64_t* lim, int64_t Bp,
+                                                     T* __restrict__ acc_out) {
+  V acc[NCO];
+  for (int o = 0; o < NCO; ++o) acc[o] = V{} * T(0);
+  const int64_t TB = (n_taps + 1) * Bp;
+  int64_t lim_max = 0;
+  for (int o = 0; o < NCO; ++o) lim_max = std::max(lim_max, lim[o]);
+  for (int64_t ci = 0; ci < c_in; ++ci) {
+    const T* pc = panel + ci * TB;
+    const T* wk = w + ci * kk;
+    for (int64_t t = 0; t < n_taps; ++t) {
+      const V pv = load_vec<V>(pc + t * Bp);
+      const int64_t off = taps[t].w_off;
+      for (int o = 0; o < NCO; ++o) acc[o] += wk[o * c_in * kk + off] * pv;
+    }
+    if (ci < lim_max) {  // the centre tap, kept per (co, ci) by the color groups
+      const V pv = load_vec<V>(pc + n_taps * Bp);
+      for (int o = 0; o < NCO; ++o) acc[o] += (ci < lim[o] ? wk[o * c_in * kk + centre] : T(0)) * pv;
+    }
+  }
+  for (int o = 0; o < NCO; ++o) __builtin_memcpy(acc_out + o * Bp, &acc[o], sizeof(V));
+}
+
+// acc [co1 - co0, Bp] = sum over ci, taps of w[co, ci, tap] * panel[ci, tap, :] for co in [co0, co1).
+template <typename T, typename V>
+inline __attribute__((always_inline)) void dot_range(const T* w, const T* panel, const Tap* taps, int64_t n_taps,
+                                                     int64_t c_in, int64_t kk, int64_t centre, const int64_t* lim,
+                                                     int64_t Bp, int64_t co0, int64_t co1, T* acc) {
+  constexpr int NCO = 4;
+  constexpr int64_t L = sizeof(V) / sizeof(T);
+  int64_t co = co0;
+  for (; co + NCO <= co1; co += NCO) {
+    for (int64_t bb = 0; bb < Bp; bb += L) {
+      dot_block<T, V, NCO>(w + co * c_in * kk, panel + bb, taps, n_taps, c_in, kk, centre, lim + co, Bp,
+                           acc + (co - co0) * Bp + bb);
+    }
+  }
+  for (; co < co1; ++co) {
+    for (int64_t bb = 0; bb < Bp; bb += L) {
+      dot_block<T, V, 1>(w + co * c_in * kk, panel + bb, taps, n_taps, c_in, kk, centre, lim + co, Bp,
+                         acc + (co - co0) * Bp + bb);
+    }
+  }
+}
+
+constexpr int kLf = sizeof(vf32) / sizeof(float), kLd = sizeof(vf64) / sizeof(double);
+
+SPN_CLONES void dot_range_f32(const float* w, const float* panel, const Tap* taps, int64_t n_taps, int64_t c_in,
+                              int64_t kk, int64_t centre, const int64_t* lim, int64_t Bp, int64_t co0, int64_t co1,
+                              float* acc) {
+  dot_range<float, vf32>(w, panel, taps, n_taps, c_in, kk, centre, lim, Bp, co0, co1, acc);
+}
+
+SPN_CLONES void dot_range_f64(const double* w, const double* panel, const Tap* taps, int64_t n_taps, int64_t c_in,
+                              int64_t kk, int64_t centre, const int64_t* lim, int64_t Bp, int64_t co0, int64_t co1,
+                              double* acc) {
+  dot_range<double, vf64>(w, panel, taps, n_taps, c_in, kk, centre, lim, Bp, co0, co1, acc);
+}
+
+// [B, C_out] = bias + the masked taps of the window at (row, col). Half-precision weights are widened to
+// float32 once per call (a copy of C_out*C_in*k*k elements), float32/float64 are read in place.
 template <typename scalar_t>
 void step_ab(const at::Tensor& cache, const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t row,
              int64_t col, MaskType mt, int64_t color_groups, at::Tensor& out) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t B = cache.size(0), C_in = cache.size(1), H = cache.size(2), W = cache.size(3);
+  using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+  constexpr int64_t L = std::is_same_v<acc_t, double> ? kLd : kLf;
+  const int64_t B = cache.size(0), C_in = cache.size(1), W = cache.size(3);
   const int64_t C_out = weight.size(0), k = weight.size(2), p = k / 2;
   const int64_t cs0 = cache.stride(0), cs1 = cache.stride(1), cs2 = cache.stride(2), cs3 = cache.stride(3);
-  (void)H;
 
   // rows row-p .. row (inside the image), all columns inside the image, centre row left of centre only
   std::vector<Tap> taps;
@@ -52,49 +142,43 @@ void step_ab(const at::Tensor& cache, const at::Tensor& weight, const std::optio
     }
   }
   const int64_t T = static_cast<int64_t>(taps.size());
-  const bool any_centre = centre_limit(C_out - 1, C_out, C_in, mt, color_groups) > 0;
+  std::vector<int64_t> lim(C_out);
+  for (int64_t co = 0; co < C_out; ++co) lim[co] = centre_limit(co, C_out, C_in, mt, color_groups);
 
-  // panel [C_in, T + 1, B]: the taps, then the centre pixel
-  const int64_t TB = (T + 1) * B;
-  std::vector<acc_t> panel(C_in * TB);
+  // panel [C_in, T + 1, Bp]: the taps, then the centre pixel; the batch padded with zeros to whole blocks
+  const int64_t Bp = (B + L - 1) / L * L;
+  const int64_t TB = (T + 1) * Bp;
+  std::vector<acc_t> panel(C_in * TB, acc_t(0));
   const scalar_t* cp = cache.const_data_ptr<scalar_t>();
   for (int64_t ci = 0; ci < C_in; ++ci) {
     acc_t* dst = panel.data() + ci * TB;
     for (int64_t t = 0; t < T; ++t) {
-      for (int64_t b = 0; b < B; ++b) dst[t * B + b] = static_cast<acc_t>(cp[b * cs0 + ci * cs1 + taps[t].c_off]);
+      for (int64_t b = 0; b < B; ++b) dst[t * Bp + b] = static_cast<acc_t>(cp[b * cs0 + ci * cs1 + taps[t].c_off]);
     }
-    for (int64_t b = 0; b < B; ++b) dst[T * B + b] = static_cast<acc_t>(cp[b * cs0 + ci * cs1 + row * cs2 + col * cs3]);
+    const scalar_t* centre_px = cp + ci * cs1 + row * cs2 + col * cs3;
+    for (int64_t b = 0; b < B; ++b) dst[T * Bp + b] = static_cast<acc_t>(centre_px[b * cs0]);
   }
 
-  const scalar_t* wp = weight.const_data_ptr<scalar_t>();  // contiguous [C_out, C_in, k, k]
-  const scalar_t* bp = bias.has_value() ? bias->const_data_ptr<scalar_t>() : nullptr;
-  const int64_t bs = bias.has_value() ? bias->stride(0) : 0;
+  constexpr auto acc_type = c10::CppTypeToScalarType<acc_t>::value;
+  const at::Tensor w = weight.to(acc_type).contiguous();  // no copy for float32/float64
+  const acc_t* wp = w.const_data_ptr<acc_t>();             // [C_out, C_in, k, k]
+  const at::Tensor b_acc = bias.has_value() ? bias->to(acc_type).contiguous() : at::Tensor();
+  const acc_t* bp = bias.has_value() ? b_acc.const_data_ptr<acc_t>() : nullptr;
   scalar_t* op = out.mutable_data_ptr<scalar_t>();  // [B, C_out]
-  const int64_t centre = p * k + p;
-  const int64_t work_per_co = C_in * (T + 1) * B;
-  at::parallel_for(0, C_out, std::max<int64_t>(1, 16384 / std::max<int64_t>(work_per_co, 1)), [&](int64_t o0,
-                                                                                                    int64_t o1) {
-    std::vector<acc_t> acc_buf(B);
-    acc_t* __restrict__ acc = acc_buf.data();
+  // A step is ~100 us of work at B=16, C=128, k=5: threads are used only above 4M multiply-adds per
+  // chunk, where they pay for the fork/join (which costs far more when the cores are shared).
+  const int64_t work_per_co = C_in * (T + 1) * Bp;
+  const int64_t grain = std::max<int64_t>(4, (int64_t{1} << 22) / std::max<int64_t>(work_per_co, 1));
+  at::parallel_for(0, C_out, grain, [&](int64_t o0, int64_t o1) {
+    std::vector<acc_t> acc((o1 - o0) * Bp);
+    if constexpr (std::is_same_v<acc_t, double>) {
+      dot_range_f64(wp, panel.data(), taps.data(), T, C_in, k * k, p * k + p, lim.data(), Bp, o0, o1, acc.data());
+    } else {
+      dot_range_f32(wp, panel.data(), taps.data(), T, C_in, k * k, p * k + p, lim.data(), Bp, o0, o1, acc.data());
+    }
     for (int64_t co = o0; co < o1; ++co) {
-      const acc_t b0 = bp ? static_cast<acc_t>(bp[co * bs]) : acc_t(0);
-      for (int64_t b = 0; b < B; ++b) acc[b] = b0;
-      const int64_t lim = any_centre ? centre_limit(co, C_out, C_in, mt, color_groups) : 0;
-      for (int64_t ci = 0; ci < C_in; ++ci) {
-        const scalar_t* wk = wp + (co * C_in + ci) * k * k;
-        const acc_t* __restrict__ pc = panel.data() + ci * TB;
-        for (int64_t t = 0; t < T; ++t) {
-          const acc_t wv = static_cast<acc_t>(wk[taps[t].w_off]);
-          const acc_t* __restrict__ pt = pc + t * B;
-          for (int64_t b = 0; b < B; ++b) acc[b] += wv * pt[b];
-        }
-        if (ci < lim) {
-          const acc_t wv = static_cast<acc_t>(wk[centre]);
-          const acc_t* __restrict__ pt = pc + T * B;
-          for (int64_t b = 0; b < B; ++b) acc[b] += wv * pt[b];
-        }
-      }
-      for (int64_t b = 0; b < B; ++b) op[b * C_out + co] = static_cast<scalar_t>(acc[b]);
+      const acc_t b0 = bp ? bp[co] : acc_t(0);
+      for (int64_t b = 0; b < B; ++b) op[b * C_out + co] = static_cast<scalar_t>(acc[(co - o0) * Bp + b] + b0);
     }
   });
 }

@@ -1,20 +1,21 @@
 // CPU kernels of the slice ops: subscale_split, subscale_merge, slice_context, slice_scatter_.
 // The spec is spn_kernels/subscale/ref.py. Each kernel is one pass over memory: at::parallel_for over
-// output rows, the inner loop walks one contiguous output row (or, for the in-place scatter, one row of
-// values). Inputs are read through their own int64 strides, so channels_last and strided views cost no
-// extra copy.
+// whole planes (the index arithmetic, with its int64 divisions, is done once per plane, not per row: the
+// rows are short, 8..64 elements), and the inner loop walks one contiguous output row (or, for the
+// in-place scatter, one row of values). Inputs are read through their own int64 strides, so channels_last
+// and strided views cost no extra copy.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <cstdint>
-#include <cstring>
+#include <type_traits>
 
 namespace spn {
 namespace {
 
-// Rows per parallel_for grain: about 32K elements each, so small images stay on one thread.
-int64_t grain_rows(int64_t row_len) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(row_len, 1)); }
+// Planes per parallel_for grain: about 64K elements each, so small images stay on one thread.
+int64_t grain_planes(int64_t plane_len) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(plane_len, 1)); }
 
 // Pure data movement depends only on the element size: one instantiation per size covers every dtype
 // (bool, ints, floats, complex) and keeps the binary small.
@@ -32,6 +33,16 @@ void dispatch_by_size(int64_t size, const char* op, Fn&& fn) {
     case 16: fn(Bytes16{}); break;
     default: TORCH_CHECK_VALUE(false, op, ": unsupported element size ", size);
   }
+}
+
+// Calls fn(std::integral_constant<int64_t, S>) with S = step for the common unit-stride cases s = 2 and 4
+// (an element stride known at compile time lets the row loops vectorise) and S = 0 (stride read at run
+// time) otherwise.
+template <typename Fn>
+void dispatch_step(int64_t step, Fn&& fn) {
+  if (step == 2) return fn(std::integral_constant<int64_t, 2>{});
+  if (step == 4) return fn(std::integral_constant<int64_t, 4>{});
+  fn(std::integral_constant<int64_t, 0>{});
 }
 
 void check_image(const at::Tensor& x, int64_t s, const char* op) {
@@ -63,22 +74,48 @@ at::Tensor subscale_split_cpu(const at::Tensor& x, int64_t s) {
   at::Tensor out = at::empty({B, s * s, C, h, w}, x.options().memory_format(at::MemoryFormat::Contiguous));
   if (out.numel() == 0) return out;
   const int64_t sb = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
-  const int64_t rows = B * s * s * C * h;  // one output row of w elements each
+  if (sw == 1 && (s == 2 || s == 4)) {
+    // Unit-stride rows: walk the input plane by plane, each input row once, de-interleaving it into the s
+    // output rows it feeds (a group load of s neighbours, which the compiler vectorises).
+    dispatch_by_size(x.element_size(), "subscale_split", [&](auto tag) {
+      using T = decltype(tag);
+      const T* src = static_cast<const T*>(x.const_data_ptr());
+      T* dst = static_cast<T*>(out.mutable_data_ptr());
+      dispatch_step(s, [&](auto S) {
+        at::parallel_for(0, B * C, grain_planes(h * w * s * s), [&](int64_t p0, int64_t p1) {
+          for (int64_t pl = p0; pl < p1; ++pl) {
+            const int64_t c = pl % C, b = pl / C;
+            for (int64_t y = 0; y < h; ++y) {
+              for (int64_t i = 0; i < S(); ++i) {
+                const T* in = src + b * sb + c * sc + (y * S() + i) * sh;
+                T* o[S()];
+                for (int64_t j = 0; j < S(); ++j) o[j] = dst + (((b * S() * S() + i * S() + j) * C + c) * h + y) * w;
+                for (int64_t u = 0; u < w; ++u) {
+                  for (int64_t j = 0; j < S(); ++j) o[j][u] = in[u * S() + j];
+                }
+              }
+            }
+          }
+        });
+      });
+    });
+    return out;
+  }
+  const int64_t planes = B * s * s * C;  // output planes [h, w]
   dispatch_by_size(x.element_size(), "subscale_split", [&](auto tag) {
     using T = decltype(tag);
     const T* src = static_cast<const T*>(x.const_data_ptr());
     T* dst = static_cast<T*>(out.mutable_data_ptr());
-    at::parallel_for(0, rows, grain_rows(w), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        int64_t y = r % h, rest = r / h;
-        const int64_t c = rest % C;
-        rest /= C;
-        const int64_t k = rest % (s * s), b = rest / (s * s);
-        const int64_t i = k / s, j = k % s;
-        const T* in = src + b * sb + c * sc + (y * s + i) * sh + j * sw;
-        T* o = dst + r * w;
+    at::parallel_for(0, planes, grain_planes(h * w), [&](int64_t p0, int64_t p1) {
+      for (int64_t pl = p0; pl < p1; ++pl) {
+        const int64_t c = pl % C, k = (pl / C) % (s * s), b = pl / (C * s * s);
+        const T* in = src + b * sb + c * sc + (k / s) * sh + (k % s) * sw;
+        T* o = dst + pl * h * w;
+        const int64_t row_step = s * sh;
         const int64_t step = s * sw;
-        for (int64_t u = 0; u < w; ++u) o[u] = in[u * step];
+        for (int64_t y = 0; y < h; ++y, o += w, in += row_step) {
+          for (int64_t u = 0; u < w; ++u) o[u] = in[u * step];
+        }
       }
     });
   });
@@ -101,20 +138,31 @@ at::Tensor subscale_merge_cpu(const at::Tensor& slices) {
   if (out.numel() == 0) return out;
   const int64_t sb = slices.stride(0), sk = slices.stride(1), sc = slices.stride(2), sy = slices.stride(3),
                 su = slices.stride(4);
-  const int64_t rows = B * C * H;  // one output row of W elements each
+  const int64_t planes = B * C;  // output planes [H, W]
   dispatch_by_size(slices.element_size(), "subscale_merge", [&](auto tag) {
     using T = decltype(tag);
     const T* src = static_cast<const T*>(slices.const_data_ptr());
     T* dst = static_cast<T*>(out.mutable_data_ptr());
-    at::parallel_for(0, rows, grain_rows(W), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t Y = r % H, bc = r / H;
-        const int64_t c = bc % C, b = bc / C;
-        const int64_t y = Y / s, i = Y % s;
-        const T* in = src + b * sb + (i * s) * sk + c * sc + y * sy;
-        T* o = dst + r * W;
-        for (int64_t u = 0; u < w; ++u) {
-          for (int64_t j = 0; j < s; ++j) o[u * s + j] = in[j * sk + u * su];
+    at::parallel_for(0, planes, grain_planes(H * W), [&](int64_t p0, int64_t p1) {
+      for (int64_t pl = p0; pl < p1; ++pl) {
+        const int64_t c = pl % C, b = pl / C;
+        T* o = dst + pl * H * W;
+        for (int64_t y = 0; y < h; ++y) {
+          for (int64_t i = 0; i < s; ++i, o += W) {
+            const T* in = src + b * sb + (i * s) * sk + c * sc + y * sy;  // slice i*s + j is in + j*sk
+            if (su == 1 && (s == 2 || s == 4)) {
+              dispatch_step(s, [&](auto S) {  // S > 0 here: interleave S contiguous rows
+                for (int64_t u = 0; u < w; ++u) {
+                  for (int64_t j = 0; j < S(); ++j) o[u * S() + j] = in[j * sk + u];
+                }
+              });
+              continue;
+            }
+            for (int64_t j = 0; j < s; ++j) {
+              const T* in_j = in + j * sk;
+              for (int64_t u = 0; u < w; ++u) o[u * s + j] = in_j[u * su];
+            }
+          }
         }
       }
     });
@@ -139,25 +187,27 @@ at::Tensor slice_context_cpu(const at::Tensor& x, int64_t s, const at::Tensor& t
   const int64_t* tp = t64.const_data_ptr<int64_t>();
   const int64_t sb = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
   const float scale = 1.0f / static_cast<float>(int64_t{1} << bits);
-  const int64_t rows = B * S2 * (C + 1) * h;  // one output row of w elements each
+  const int64_t planes = B * S2 * (C + 1);  // output planes [h, w]
   AT_DISPATCH_INTEGRAL_TYPES(x.scalar_type(), "slice_context", [&] {
     const scalar_t* src = x.const_data_ptr<scalar_t>();
     float* dst = out.mutable_data_ptr<float>();
-    at::parallel_for(0, rows, grain_rows(w), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        int64_t y = r % h, rest = r / h;
-        const int64_t c = rest % (C + 1);
-        rest /= C + 1;
-        const int64_t k = rest % S2, b = rest / S2;
-        float* o = dst + r * w;
+    at::parallel_for(0, planes, grain_planes(h * w), [&](int64_t p0, int64_t p1) {
+      for (int64_t pl = p0; pl < p1; ++pl) {
+        const int64_t c = pl % (C + 1), k = (pl / (C + 1)) % S2, b = pl / ((C + 1) * S2);
+        float* o = dst + pl * h * w;
         const bool seen = k < tp[b];
         if (!seen || c == C) {
-          std::fill(o, o + w, seen ? 1.0f : 0.0f);
+          std::fill(o, o + h * w, seen ? 1.0f : 0.0f);
           continue;
         }
-        const scalar_t* in = src + b * sb + c * sc + (y * s + k / s) * sh + (k % s) * sw;
-        const int64_t step = s * sw;
-        for (int64_t u = 0; u < w; ++u) o[u] = (2.0f * static_cast<float>(in[u * step]) + 1.0f) * scale - 1.0f;
+        const scalar_t* in = src + b * sb + c * sc + (k / s) * sh + (k % s) * sw;
+        const int64_t row_step = s * sh;
+        dispatch_step(s * sw, [&](auto S) {
+          const int64_t step = S() ? S() : s * sw;
+          for (int64_t y = 0; y < h; ++y, o += w, in += row_step) {
+            for (int64_t u = 0; u < w; ++u) o[u] = (2.0f * static_cast<float>(in[u * step]) + 1.0f) * scale - 1.0f;
+          }
+        });
       }
     });
   });
@@ -180,20 +230,21 @@ void slice_scatter_cpu_(at::Tensor& x, const at::Tensor& values, int64_t s, cons
   const int64_t* tp = t64.const_data_ptr<int64_t>();
   const int64_t xb = x.stride(0), xc = x.stride(1), xh = x.stride(2), xw = x.stride(3);
   const int64_t vb = values.stride(0), vc = values.stride(1), vh = values.stride(2), vw = values.stride(3);
-  const int64_t rows = B * C * h;  // one row of values each
+  const int64_t planes = B * C;  // planes [h, w] of values
   dispatch_by_size(x.element_size(), "slice_scatter_", [&](auto tag) {
     using T = decltype(tag);
     const T* src = static_cast<const T*>(values.const_data_ptr());
     T* dst = static_cast<T*>(x.mutable_data_ptr());
-    at::parallel_for(0, rows, grain_rows(w), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t y = r % h, bc = r / h;
-        const int64_t c = bc % C, b = bc / C;
+    at::parallel_for(0, planes, grain_planes(h * w), [&](int64_t p0, int64_t p1) {
+      for (int64_t pl = p0; pl < p1; ++pl) {
+        const int64_t c = pl % C, b = pl / C;
         const int64_t i = tp[b] / s, j = tp[b] % s;
-        const T* in = src + b * vb + c * vc + y * vh;
-        T* o = dst + b * xb + c * xc + (y * s + i) * xh + j * xw;
-        const int64_t step = s * xw;
-        for (int64_t u = 0; u < w; ++u) o[u * step] = in[u * vw];
+        const T* in = src + b * vb + c * vc;
+        T* o = dst + b * xb + c * xc + i * xh + j * xw;
+        const int64_t row_step = s * xh, step = s * xw;
+        for (int64_t y = 0; y < h; ++y, o += row_step, in += vh) {
+          for (int64_t u = 0; u < w; ++u) o[u * step] = in[u * vw];
+        }
       }
     });
   });
