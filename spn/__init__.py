@@ -9,6 +9,7 @@
 
 from . import configs
 from .cache import AttentionCache, DecoderCache, GatedBlockCache
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import SPNConfig
 from .model import SPN
 from .pipeline import Pipeline
@@ -21,4 +22,6 @@ __all__ = [
     "Pipeline",
     "SPNConfig",
     "configs",
+    "load_checkpoint",
+    "save_checkpoint",
 ]

@@ -284,7 +284,7 @@ def _add_data_flags(p: argparse.ArgumentParser, default: str | None = "photos") 
         default=default,
         required=default is None,
         help="'photos' (the embedded scikit-image photographs), an image folder, a .npy/.npz file or folder of "
-        "them, or a CIFAR-10 'cifar-10-batches-py' folder" + (f" (default: {default})" if default else ""),
+        "them, or a CIFAR-10 'cifar-10-batches-py' folder",
     )
     p.add_argument(
         "--data-format",
@@ -297,12 +297,23 @@ def _add_data_flags(p: argparse.ArgumentParser, default: str | None = "photos") 
         type=int,
         default=1,
         help="load images at K times the model size and keep every K-th pixel (x[::K, ::K]): the data of the "
-        "first stage of a size-upscaling pipeline (default: 1)",
+        "first stage of a size-upscaling pipeline",
     )
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" unless the help already explains the default or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        h = action.help or ""
+        shown = action.default is not None and action.default is not False and action.default != argparse.SUPPRESS
+        if "default" not in h and action.option_strings and shown:
+            h += " (default: %(default)s)"
+        return h
+
+
 def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _HelpFormatter
     p = argparse.ArgumentParser(prog="spn", description="Subscale Pixel Networks: train, evaluate, sample, demo.")
     sub = p.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,sample}")
 
