@@ -8,6 +8,7 @@
 // sums it. With B=16, C=128, k=5 that is 128 x 4 blocks of 128 threads, ~15 multiply-adds x 4 images per
 // thread: one wave on an H100/H200. (causal-conv1d's update kernel gives each channel one thread because its
 // convolution is depthwise; here every output reads all C_in channels, so the reduction is what to split.)
+// Mask V computes a whole row: gridDim.y runs over its columns. Sums are float32 (float64 for float64 input).
 //
 // x_new must be written before the step reads its position. Rather than a second launch, every block takes
 // the values at the written positions straight from x_new (never from the cache), and the blocks of output
@@ -59,7 +60,7 @@ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
 }
 
 // conv_mask for the rows dy <= p (rows below the centre are never visible).
-__device__ __forceinline__ bool tap_visible(Mask mask, int dy, int dx, int p, int64_t g_in, int64_t g_out) {
+__device__ __forceinline__ bool tap_visible(Mask mask, int dy, int dx, int p, int g_in, int64_t g_out) {
   if (dy < p || mask == Mask::kV) return true;
   if (dx != p) return dx < p;
   // centre tap: block-triangular over colour groups
@@ -81,7 +82,7 @@ __global__ void __launch_bounds__(kThreads) masked_conv2d_step_kernel(StepParams
   const int taps = (pad + 1) * kk;
   const int R = static_cast<int>(p.C_in) * taps;  // the binding checks C_in * k * k < 2^31
   const int64_t g_out = o / (p.C_out / p.color_groups);
-  const int64_t c_in_group = p.C_in / p.color_groups;
+  const int c_in_group = static_cast<int>(p.C_in / p.color_groups);  // 32-bit: divided once per tap
   const int64_t nx = vertical ? p.W : 1;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   __shared__ acc_t partial[kWarps][kBT];
