@@ -8,7 +8,7 @@ launched (kernel, arguments, constexprs, num_warps/num_stages) is compiled, with
 specialisation the runtime would apply (ints equal to 1 as constexprs, 16-byte divisibility).
 
 Run in a subprocess with TRITON_INTERPRET unset (tests/conftest.py sets it to 1, which turns @triton.jit
-into the interpreter): `python -m tests.kernels.test_triton_compile 90`.
+into the interpreter): `python -m tests.kernels.test_triton_compile 90 80`.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def _cases():
     for cfg in sub.CONFIGS:
         if cfg == "interp":
             continue
-        for dtype in (torch.uint8, torch.bfloat16, torch.float32, torch.int64):
-            for s in (2, 4, 8, 3):
+        for dtype in (torch.uint8, torch.bfloat16, torch.float32):
+            for s in (2, 4, 8, 3) if dtype != torch.bfloat16 else (4,):
                 img = t(64, 3, 24 * s, 24 * s, dtype=dtype)
                 out.append((f"split-{cfg}-{dtype}-s{s}", lambda img=img, s=s, c=cfg: sub.subscale_split(img, s, c)))
             img = t(64, 3, 256, 256, dtype=dtype)
@@ -178,12 +178,12 @@ def compile_all(capability: int) -> int:
     return n
 
 
-@pytest.mark.parametrize("capability", [90, 80])
-def test_compile_for_gpu(capability):
+def test_compile_for_gpu():
+    pytest.importorskip("triton")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.kernels.test_triton_compile", str(capability)],
+        [sys.executable, "-m", "tests.kernels.test_triton_compile", "90", "80"],
         env=env,
         cwd=root,
         capture_output=True,
@@ -191,8 +191,9 @@ def test_compile_for_gpu(capability):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
-    assert "compiled" in proc.stdout
+    assert "sm_90: compiled" in proc.stdout and "sm_80: compiled" in proc.stdout
 
 
 if __name__ == "__main__":
-    compile_all(int(sys.argv[1]))
+    for cap in sys.argv[1:]:
+        compile_all(int(cap))
