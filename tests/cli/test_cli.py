@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def test_every_flag_has_help():
 
 
 def test_python_m_spn_help():
-    r = subprocess.run([sys.executable, "-m", "spn", "train", "--help"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "spn", "train", "--help"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "--time-budget" in r.stdout and "--resume" in r.stdout
 
 
@@ -150,7 +151,8 @@ def test_sigint_saves_and_exits_cleanly(tmp_path, npz):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "spn", "train", "--out", str(out), "--data", npz, *TINY, "--steps", "100000",
            "--batch-size", "4", "--log-every", "1", "--eval-every", "0", "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         metrics = out / "metrics.jsonl"
         deadline = time.monotonic() + 300  # a liveness guard, not a timing assertion
