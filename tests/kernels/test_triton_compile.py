@@ -178,9 +178,10 @@ def compile_all(capability: int) -> int:
     return n
 
 
-def test_compile_for_gpu():
+def test_compile_for_gpu(tmp_path):
     pytest.importorskip("triton")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)  # compile for real every time, not from an earlier run's cache
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.run(
         [sys.executable, "-m", "tests.kernels.test_triton_compile", "90", "80"],
