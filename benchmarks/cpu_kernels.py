@@ -3,9 +3,12 @@
     python -m benchmarks.cpu_kernels            # the full table (a few minutes on 2 cores)
     python -m benchmarks.cpu_kernels --quick    # one shape per op, small repeat counts
 
+    python -m benchmarks.cpu_kernels --threads 1
+
 `rows()` returns the table as a list of dicts for a harness (`benchmarks.run`). Every candidate of a row
 is timed in the same rounds, one call each in turn, so load from other processes hits them alike; a
-row reports the median over rounds. Ratios are C++ time / reference time (below 1 is faster).
+row reports the best round (the minimum: on a shared machine, the round least disturbed by others; the
+median is kept in the dicts too). Ratios are C++ time / reference time (below 1 is faster).
 
 masked_conv2d rows also time the "strong baseline": F.conv2d on the kernel's top k//2 + 1 rows with the
 input padded on top only (every tap below the centre row is masked), with its autograd backward.
@@ -14,8 +17,8 @@ input padded on top only (every tap below the centre row is masked), with its au
 from __future__ import annotations
 
 import argparse
+import os
 import platform
-import statistics
 import time
 from typing import Callable
 
@@ -27,8 +30,10 @@ from spn_kernels.masked_conv.ref import conv_mask, masked_conv2d_ref, masked_con
 from spn_kernels.subscale.ref import slice_context_ref, slice_scatter_ref_, subscale_merge_ref, subscale_split_ref
 
 
-def time_side_by_side(fns: dict[str, Callable[[], object]], rounds: int, inner: int = 1) -> dict[str, float]:
-    """Median milliseconds per call of each fn; every round runs each fn `inner` times, in turn."""
+def time_side_by_side(
+    fns: dict[str, Callable[[], object]], rounds: int, inner: int = 1, stat: Callable = min
+) -> dict[str, float]:
+    """Milliseconds per call of each fn (`stat` over rounds); every round runs each fn `inner` times, in turn."""
     for fn in fns.values():  # warm-up: oneDNN primitive creation, allocator, page faults
         fn()
         fn()
@@ -39,7 +44,7 @@ def time_side_by_side(fns: dict[str, Callable[[], object]], rounds: int, inner: 
             for _ in range(inner):
                 fn()
             samples[name].append((time.perf_counter() - t0) * 1e3 / inner)
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return {name: stat(v) for name, v in samples.items()}
 
 
 def _row(op: str, shape: str, t: dict[str, float], **extra) -> dict:
@@ -188,8 +193,15 @@ def format_table(table: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small shapes and few rounds (a smoke run)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     args = ap.parse_args()
-    print(f"# {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"# {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, load average {load:.1f} at start"
+    )
     print(format_table(rows(args.quick)))
 
 
