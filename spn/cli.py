@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from . import data as D
 from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint, read_checkpoint
-from .train import TrainArgs, evaluate, train
+from .train import TrainArgs, conditioning, evaluate, train
 
 MODEL_FLAGS = ("image_size", "channels", "bits", "subscale", "first_slice_given", "cond_bits", "backend")
 
@@ -172,11 +172,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         stop_at=a.stop_at,
         progress=not a.no_progress,
     )
-    try:
-        res = train(model, train_set, eval_set, targs, log=log)
-    except CheckpointError as e:
-        print(f"spn train: {e}", file=sys.stderr)
-        return 2
+    res = train(model, train_set, eval_set, targs, log=log)
     if res.eval_bpd is not None:
         log(f"held-out bits/dim (EMA weights): {res.eval_bpd:.4f} ± {res.eval_ci95:.4f} (95% CI)")
     for name, p in (("checkpoint", res.checkpoint), ("metrics", res.metrics), ("loss curve", res.loss_curve)):
@@ -207,11 +203,7 @@ def load_models(paths: list[str], device: torch.device, backend: str | None):
 
 def cmd_eval(a: argparse.Namespace) -> int:
     device = _device(a.device)
-    try:
-        model = load_models(a.checkpoint, device, a.backend)
-    except CheckpointError as e:
-        print(f"spn eval: {e}", file=sys.stderr)
-        return 2
+    model = load_models(a.checkpoint, device, a.backend)
     cfg = model.config
     ds = _dataset(a, a.data, a.split, cfg.image_size, cfg.channels, held_out=not a.no_held_out)
     stages = list(getattr(model, "stages", []))
@@ -241,11 +233,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------- sample
 def cmd_sample(a: argparse.Namespace) -> int:
     device = _device(a.device)
-    try:
-        model = load_models(a.checkpoint, device, a.backend)
-    except CheckpointError as e:
-        print(f"spn sample: {e}", file=sys.stderr)
-        return 2
+    model = load_models(a.checkpoint, device, a.backend)
     cfg = getattr(model, "stages", [model])[0].config
     kw: dict[str, Any] = {}
     if cfg.first_slice_given or cfg.cond_bits:
@@ -257,11 +245,8 @@ def cmd_sample(a: argparse.Namespace) -> int:
             )
             return 2
         ds = _dataset(a, a.cond_data, "test", cfg.image_size, cfg.channels)
-        x = D.quantize(torch.stack([ds[i % len(ds)] for i in range(a.n)]), cfg.bits).to(device)
-        if cfg.first_slice_given:
-            kw["first_slice"] = x[:, :, :: cfg.subscale, :: cfg.subscale]
-        else:
-            kw["high_bits"] = x >> cfg.model_bits
+        cond = conditioning(cfg, torch.stack([ds[i % len(ds)] for i in range(a.n)]))
+        kw.update({k: v.to(device) for k, v in cond.items()})
     g = torch.Generator(device=device).manual_seed(a.seed)
     with torch.no_grad():
         imgs = model.sample(a.n, temperature=a.temperature, generator=g, method=a.method, progress=True, **kw)
@@ -348,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "--set decoder_channels=64 (repeatable)")  # fmt: skip
     o = t.add_argument_group("optimisation")
     o.add_argument("--steps", type=int, default=20000, help="optimiser steps (the cosine schedule's length)")
-    o.add_argument("--time-budget", type=float, default=None, help="seconds of training: the step count is then "
-                   "fixed from the measured speed (capped by --steps)")  # fmt: skip
+    o.add_argument("--time-budget", type=float, default=None, help="seconds of training steps: the cosine decay "
+                   "then runs on the clock and training stops when they are spent (--steps caps it)")  # fmt: skip
     o.add_argument("--batch-size", type=int, default=32, help="global batch (split over torchrun ranks)")
     o.add_argument("--lr", type=float, default=3e-4, help="peak AdamW learning rate")
     o.add_argument("--min-lr-ratio", type=float, default=0.05, help="final lr = lr * this")
@@ -415,15 +400,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    if a.command == "train":
-        return cmd_train(a)
-    if a.command == "eval":
-        return cmd_eval(a)
-    if a.command == "sample":
-        return cmd_sample(a)
-    from .demo import run_demo
+    try:
+        if a.command == "train":
+            return cmd_train(a)
+        if a.command == "eval":
+            return cmd_eval(a)
+        if a.command == "sample":
+            return cmd_sample(a)
+        from .demo import run_demo
 
-    return run_demo(out=a.out, time_budget=a.time_budget, quick=a.quick, seed=a.seed, device=a.device)
+        return run_demo(out=a.out, time_budget=a.time_budget, quick=a.quick, seed=a.seed, device=a.device)
+    except (CheckpointError, FileNotFoundError) as e:
+        print(f"spn {a.command}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from .data import image_grid, quantize, save_png, to_uint8
 class TrainArgs:
     out_dir: str = "runs/spn"
     steps: int = 20000  # total optimiser steps (the cosine schedule's length)
-    time_budget: float | None = None  # seconds of training steps; sizes the schedule from the measured speed
+    time_budget: float | None = None  # seconds of training steps; the cosine then runs on time, `steps` caps it
     batch_size: int = 32  # global, split evenly over the ranks
     lr: float = 3e-4
     min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
@@ -93,17 +93,23 @@ class TrainResult:
 
 
 class WarmupCosine:
-    """lr factor: linear warm-up over `warmup` steps, then cosine from 1 to `min_ratio` at step `total`.
+    """lr factor: linear warm-up over `warmup` steps, then cosine from 1 to `min_ratio` at step `total`, or, when
+    `time_frac` is set (a --time-budget run), at the end of the budget: progress = time spent / budget, so the
+    decay stays monotone and ends on time however the step speed varies.
 
-    A class (not a lambda) so LambdaLR.state_dict() keeps its fields, including a time-budgeted `total`."""
+    A class (not a lambda) so LambdaLR.state_dict() keeps its fields."""
 
     def __init__(self, warmup: int, total: int, min_ratio: float):
-        self.warmup, self.total, self.min_ratio, self.fixed = warmup, total, min_ratio, False
+        self.warmup, self.total, self.min_ratio = warmup, total, min_ratio
+        self.time_frac: float | None = None
 
     def __call__(self, step: int) -> float:
         if step < self.warmup:
             return (step + 1) / self.warmup
-        p = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        if self.time_frac is not None:
+            p = min(1.0, self.time_frac)
+        else:
+            p = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
 
 
@@ -225,9 +231,33 @@ def evaluate(
     return {"bpd": mean, "ci95": ci, "n": int(len(per)), "per_image": per}
 
 
-def write_sample_grid(model: nn.Module, path: Path, n: int, seed: int, device, progress: bool = False) -> Path:
+def conditioning(config: Any, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The sample() keywords an upscaling stage needs, taken from real uint8 images [n, C, N, N]: slice 0
+    (first_slice_given) or the high bits (cond_bits > 0); {} for an unconditional model."""
+    kw: dict[str, torch.Tensor] = {}
+    if getattr(config, "first_slice_given", False) or getattr(config, "cond_bits", 0):
+        x = quantize(images, config.bits)
+        if config.first_slice_given:
+            kw["first_slice"] = x[:, :, :: config.subscale, :: config.subscale].contiguous()
+        else:
+            kw["high_bits"] = x >> (config.bits - config.cond_bits)
+    return kw
+
+
+def write_sample_grid(
+    model: nn.Module,
+    path: Path,
+    n: int,
+    seed: int,
+    device,
+    progress: bool = False,
+    cond_images: torch.Tensor | None = None,
+) -> Path:
+    """Samples n images into a PNG grid; an upscaling stage is conditioned on `cond_images` (uint8 [n, C, N, N])."""
     g = torch.Generator(device=device).manual_seed(seed)
-    kw = {"progress": progress} if "progress" in inspect.signature(model.sample).parameters else {}
+    kw: dict[str, Any] = {"progress": progress} if "progress" in inspect.signature(model.sample).parameters else {}
+    if cond_images is not None:
+        kw.update({k: v.to(device) for k, v in conditioning(model.config, cond_images[:n]).items()})
     x = model.sample(n, generator=g, **kw)
     save_png(image_grid(to_uint8(x, model.config.bits), scale=2), path)
     return path
@@ -417,18 +447,23 @@ def train(
     def do_samples() -> None:
         nonlocal samples_path
         if main and args.n_samples > 0:
+            cond = None
+            if conditioning(model.config, torch.zeros(1, 1, 1, 1, dtype=torch.uint8)):
+                src = eval_set if eval_set is not None else train_set
+                cond = torch.stack([src[i % len(src)] for i in range(args.n_samples)])
             samples_path = write_sample_grid(
-                ema.module, out / f"samples_{step:08d}.png", args.n_samples, args.seed, device, args.progress
+                ema.module, out / f"samples_{step:08d}.png", args.n_samples, args.seed, device, args.progress, cond
             )
 
     bar = None
     if main and args.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
+        bar_total = None if args.time_budget else total  # under a budget: estimated at the first sync point
+        bar = tqdm(total=bar_total, initial=step, desc="train", unit="step", dynamic_ncols=True)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     n_since, t_log, imgs_since = 0, time.perf_counter(), 0
-    win_time, win_steps, per_step = 0.0, 0, None  # step-time samples for sizing a time-budgeted schedule
+    win_time, win_steps = 0.0, 0  # recent step times: the progress bar's estimate under a time budget
     step_start = step
     stop_reason: int | None = None
     finished = step >= total
@@ -466,8 +501,12 @@ def train(
                 if step - step_start > 1:  # the first step carries compile/warm-up cost: not a speed sample
                     win_time += now - t_step
                     win_steps += 1
+                time_up = False
+                if args.time_budget and world == 1:
+                    schedule.time_frac = train_time / args.time_budget  # used from the next sched.step()
+                    time_up = train_time >= args.time_budget
 
-                is_last = step >= total or (args.stop_at is not None and step >= args.stop_at)
+                is_last = time_up or step >= total or (args.stop_at is not None and step >= args.stop_at)
                 if step % args.log_every == 0 or is_last:
                     # Sync point: every rank learns of a signal on any rank, and adopts rank 0's clock.
                     flag = torch.tensor([float(sig.caught or 0)], device=device)
@@ -476,27 +515,17 @@ def train(
                     if flag.item() > 0:
                         stop_reason = int(flag.item())
                     if args.time_budget:
-                        clock = torch.tensor([train_time, win_time, float(win_steps)], dtype=torch.float64)
+                        clock = torch.tensor([train_time], dtype=torch.float64)
                         if world > 1:
                             clock = clock.to(device)
                             dist.broadcast(clock, 0)
-                        t_now, w_time, w_steps = clock.tolist()
-                        if t_now >= args.time_budget:
-                            is_last = True
-                            schedule.total = step
-                        elif w_steps > 0:
-                            # Re-size the cosine schedule from the recent speed (CPU contention and warm-up change
-                            # it), so the decay ends when the budget does.
-                            per = w_time / w_steps
-                            per_step = per if per_step is None else 0.5 * per_step + 0.5 * per
-                            left = int((args.time_budget - t_now) / per_step)
-                            schedule.total = min(args.steps, step + max(1, left))
-                            if not schedule.fixed:
-                                schedule.warmup = min(schedule.warmup, max(1, schedule.total // 5))
-                                schedule.fixed = True
-                        total = schedule.total
-                        if bar is not None:
-                            bar.total = total
+                            schedule.time_frac = clock.item() / args.time_budget
+                            is_last = is_last or clock.item() >= args.time_budget
+                        if is_last:
+                            schedule.total = step  # what the budget allowed, recorded in the scheduler state
+                        elif bar is not None and win_steps > 0:  # the bar's length: an estimate from recent speed
+                            left = (args.time_budget - train_time) / (win_time / win_steps)
+                            bar.total = min(args.steps, step + max(1, int(left)))
                         win_time, win_steps = 0.0, 0
                     now = time.perf_counter()
                     rec = {

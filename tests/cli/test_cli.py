@@ -169,3 +169,13 @@ def test_sigint_saves_and_exits_cleanly(tmp_path, npz):
     assert "Traceback" not in stderr and "--resume" in stdout
     (ckpt,) = ck.list_checkpoints(out)
     assert ck.read_checkpoint(ckpt)["step"] >= 1
+
+
+@pytest.mark.parametrize("flags", [["--first-slice-given"], ["--cond-bits", "2"]], ids=["size", "depth"])
+def test_train_upscaling_stage(tmp_path, npz, flags):
+    # samples of an upscaling stage are conditioned on held-out images' slice 0 / high bits
+    rc = main(["train", "--out", str(tmp_path), "--data", npz, *TINY, *flags, "--steps", "2", "--batch-size", "4",
+               "--eval-every", "0", "--n-samples", "2", "--no-progress"])  # fmt: skip
+    assert rc == 0 and (tmp_path / "samples_00000002.png").is_file()
+    cfg = ck.read_checkpoint(tmp_path / "ckpt_00000002.pt")["config"]
+    assert cfg["first_slice_given"] == (flags[0] == "--first-slice-given") and cfg["cond_bits"] in (0, 2)

@@ -151,3 +151,6 @@ def test_time_budget_sizes_schedule(tmp_path):
     # the schedule ends where the budget did, and the spent time travels with the checkpoint
     assert state["scheduler"]["lr_lambdas"][0]["total"] == res.step
     assert state["train_seconds"] == res.train_seconds
+    # after warm-up the cosine runs on the clock: the lr never goes back up
+    lrs = [r["lr"] for r in map(json.loads, open(res.metrics)) if "lr" in r][2:]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
