@@ -52,7 +52,9 @@ def resolve(op: str, backend: str | None, x: torch.Tensor) -> Callable:
     if backend == "cuda":
         if x.device.type != "cuda":
             raise ValueError(f"backend='cuda' needs CUDA tensors, got a tensor on {x.device}")
-        if not torch._C._dispatch_has_kernel_for_dispatch_key(f"spn::{op}", "CUDA"):
+        from ._library import TRITON_CUDA_OPS
+
+        if op in TRITON_CUDA_OPS or not torch._C._dispatch_has_kernel_for_dispatch_key(f"spn::{op}", "CUDA"):
             raise ValueError(
                 f"backend='cuda': spn_kernels was built without a CUDA C++ kernel for {op}; "
                 "use backend='triton' or None, or rebuild with a CUDA torch (see README)"

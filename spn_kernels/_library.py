@@ -120,13 +120,16 @@ register_masked_conv_autograd("spn::masked_conv2d", torch.ops.spn.masked_conv2d_
 # Where no CUDA C++ kernel was built for an op (csrc/cuda), its Triton kernel serves CUDA tensors. Only with
 # a GPU and triton present: spn_kernels imports and runs without triton. Last in this module because
 # _triton_ops imports FAKES and register_masked_conv_autograd from it.
+TRITON_CUDA_OPS: set[str] = set()  # ops whose CUDA dispatch kernel is the Triton launcher, not CUDA C++
+
+
 def _register_triton_cuda_kernels() -> None:
     import importlib.util
 
     if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
         from . import _triton_ops
 
-        _triton_ops.register_cuda_kernels()
+        TRITON_CUDA_OPS.update(_triton_ops.register_cuda_kernels())
 
 
 _register_triton_cuda_kernels()
