@@ -56,8 +56,9 @@ at::Tensor masked_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, cons
   check_conv_input(x, weight, op);
   const int64_t p = weight.size(2) / 2;
   at::Tensor w_top = masked_top_weight(weight, mt, color_groups);  // [C_out, C_in, p+1, k]
-  // x padded by p rows on top: [B, C_in, H + p, W]; the width padding is the convolution's own.
-  at::Tensor out = at::conv2d(pad_rows(x.contiguous(), p, 0), w_top, bias, at::IntArrayRef{1, 1}, at::IntArrayRef{0, p});
+  // x padded by p zero rows on top; the width padding is the convolution's own
+  const at::Tensor xp = pad_rows(x.contiguous(), p, 0);  // [B, C_in, H + p, W]
+  at::Tensor out = at::conv2d(xp, w_top, bias, at::IntArrayRef{1, 1}, at::IntArrayRef{0, p});
   return out.contiguous();
 }
 
@@ -89,7 +90,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
     if (output_mask[0]) {
       // [C_in, C_out, p+1, k]: transposed and flipped, for the up-shifted adjoint convolution
       at::Tensor w_adj = w_top.flip({2, 3}).transpose(0, 1).contiguous();
-      gx = at::conv2d(pad_rows(gy, 0, p), w_adj, std::nullopt, at::IntArrayRef{1, 1}, at::IntArrayRef{0, p}).contiguous();
+      const at::Tensor gyp = pad_rows(gy, 0, p);  // [B, C_out, H + p, W], zero rows below
+      gx = at::conv2d(gyp, w_adj, std::nullopt, at::IntArrayRef{1, 1}, at::IntArrayRef{0, p}).contiguous();
     }
     if (output_mask[1]) {
       at::Tensor xp = pad_rows(x.contiguous(), p, 0);  // [B, C_in, H + p, W]

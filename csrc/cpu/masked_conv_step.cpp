@@ -165,10 +165,11 @@ void step_ab(const at::Tensor& cache, const at::Tensor& weight, const std::optio
   const at::Tensor b_acc = bias.has_value() ? bias->to(acc_type).contiguous() : at::Tensor();
   const acc_t* bp = bias.has_value() ? b_acc.const_data_ptr<acc_t>() : nullptr;
   scalar_t* op = out.mutable_data_ptr<scalar_t>();  // [B, C_out]
-  // A step is ~100 us of work at B=16, C=128, k=5: threads are used only above 4M multiply-adds per
-  // chunk, where they pay for the fork/join (which costs far more when the cores are shared).
+  // The step streams the weight (1.6 MB at C=128, k=5), more than one core's L2: splitting the output
+  // channels over threads splits that traffic. Chunks of >= 1M multiply-adds keep the fork/join (~10 us)
+  // small against the work; smaller steps stay on the calling thread.
   const int64_t work_per_co = C_in * (T + 1) * Bp;
-  const int64_t grain = std::max<int64_t>(4, (int64_t{1} << 22) / std::max<int64_t>(work_per_co, 1));
+  const int64_t grain = std::max<int64_t>(4, (int64_t{1} << 20) / std::max<int64_t>(work_per_co, 1));
   at::parallel_for(0, C_out, grain, [&](int64_t o0, int64_t o1) {
     std::vector<acc_t> acc((o1 - o0) * Bp);
     if constexpr (std::is_same_v<acc_t, double>) {
@@ -206,7 +207,8 @@ at::Tensor masked_conv2d_step_cpu(at::Tensor& cache, const std::optional<at::Ten
                         ? (x_new->dim() == 3 && x_new->size(0) == B && x_new->size(1) == C_in && x_new->size(2) == W)
                         : (x_new->dim() == 2 && x_new->size(0) == B && x_new->size(1) == C_in);
     TORCH_CHECK_VALUE(ok, op, ": x_new must have shape ",
-                      mt == MaskType::V ? c10::str("(", B, ", ", C_in, ", ", W, ")") : c10::str("(", B, ", ", C_in, ")"),
+                      mt == MaskType::V ? c10::str("(", B, ", ", C_in, ", ", W, ")")
+                                        : c10::str("(", B, ", ", C_in, ")"),
                       " for mask '", std::string(mask_type), "' and cache ", cache.sizes(), ", got ", x_new->sizes());
     TORCH_CHECK_VALUE(x_new->scalar_type() == cache.scalar_type(), op, ": x_new has dtype ", x_new->scalar_type(),
                       " but cache has dtype ", cache.scalar_type());
