@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spn", description="Subscale Pixel Networks: train, evaluate, sample, demo.")
     sub = p.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,sample}")
 
-    d = sub.add_parser("demo", formatter_class=fmt, help="train a small SPN on the embedded photos (~6-8 min CPU)")
+    d = sub.add_parser("demo", formatter_class=fmt, help="train a small SPN on the embedded photos (~7 min, 2 CPUs)")
     d.add_argument("--out", default="spn-demo", help="output directory")
     d.add_argument("--time-budget", type=float, default=300.0, help="seconds of training")
     d.add_argument("--quick", action="store_true", help="a few-second run (4x4 crops, 4 steps) to check the setup")
