@@ -7,14 +7,15 @@ import torch
 
 def assert_close_to_ref(out: torch.Tensor, ref: torch.Tensor, ref64: torch.Tensor, factor: float = 2.0) -> None:
     """A kernel's error against the float64 reference may be at most ``factor`` times the error of the
-    same-dtype PyTorch reference (plus a few ulps at the output's scale, for outputs where that error is 0)."""
+    same-dtype PyTorch reference, plus two ulps at the output's scale (float64 inputs have no more precise
+    reference, so the reference's own error is 0 there)."""
     assert out.shape == ref64.shape and out.dtype == ref.dtype, (out.shape, out.dtype, ref64.shape, ref.dtype)
     if out.numel() == 0:
         return
     err_ref = (ref.double() - ref64).abs().max().item()
     err = (out.double() - ref64).abs().max().item()
     eps = torch.finfo(out.dtype).eps * max(ref64.abs().max().item(), 1.0)
-    assert err <= factor * err_ref + 4 * eps, f"error {err:.3e} vs reference's {err_ref:.3e} (eps {eps:.1e})"
+    assert err <= factor * err_ref + 2 * eps, f"error {err:.3e} vs reference's {err_ref:.3e} (eps {eps:.1e})"
 
 
 def layout(x: torch.Tensor, kind: str) -> torch.Tensor:

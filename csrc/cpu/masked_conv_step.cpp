@@ -66,18 +66,29 @@ inline __attribute__((always_inline)) void dot_block(const T* __restrict__ w, co
   const int64_t TB = (n_taps + 1) * Bp;
   int64_t lim_max = 0;
   for (int o = 0; o < NCO; ++o) lim_max = std::max(lim_max, lim[o]);
-  for (int64_t ci = 0; ci < c_in; ++ci) {
-    const T* pc = panel + ci * TB;
-    const T* wk = w + ci * kk;
-    for (int64_t t = 0; t < n_taps; ++t) {
-      const V pv = load_vec<V>(pc + t * Bp);
-      const int64_t off = taps[t].w_off;
-      for (int o = 0; o < NCO; ++o) acc[o] += wk[o * c_in * kk + off] * pv;
+  // Blocked summation: each block of kCiBlock input channels is summed into fresh registers, then added to
+  // the total. One long chain over C_in * taps terms (~1500 at C=128, k=5) had 3-4x the rounding error of
+  // the reference convolution in float32; blocks bring it to the reference's level at the cost of NCO
+  // vector adds per block.
+  constexpr int64_t kCiBlock = 16;
+  for (int64_t ci0 = 0; ci0 < c_in; ci0 += kCiBlock) {
+    V part[NCO];
+    for (int o = 0; o < NCO; ++o) part[o] = V{} * T(0);
+    const int64_t ci1 = std::min(c_in, ci0 + kCiBlock);
+    for (int64_t ci = ci0; ci < ci1; ++ci) {
+      const T* pc = panel + ci * TB;
+      const T* wk = w + ci * kk;
+      for (int64_t t = 0; t < n_taps; ++t) {
+        const V pv = load_vec<V>(pc + t * Bp);
+        const int64_t off = taps[t].w_off;
+        for (int o = 0; o < NCO; ++o) part[o] += wk[o * c_in * kk + off] * pv;
+      }
+      if (ci < lim_max) {  // the centre tap, kept per (co, ci) by the color groups
+        const V pv = load_vec<V>(pc + n_taps * Bp);
+        for (int o = 0; o < NCO; ++o) part[o] += (ci < lim[o] ? wk[o * c_in * kk + centre] : T(0)) * pv;
+      }
     }
-    if (ci < lim_max) {  // the centre tap, kept per (co, ci) by the color groups
-      const V pv = load_vec<V>(pc + n_taps * Bp);
-      for (int o = 0; o < NCO; ++o) acc[o] += (ci < lim[o] ? wk[o * c_in * kk + centre] : T(0)) * pv;
-    }
+    for (int o = 0; o < NCO; ++o) acc[o] += part[o];
   }
   for (int o = 0; o < NCO; ++o) __builtin_memcpy(acc_out + o * Bp, &acc[o], sizeof(V));
 }

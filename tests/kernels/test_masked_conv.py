@@ -229,3 +229,17 @@ def test_compile_fullgraph():
     torch.testing.assert_close(out, m(x))
     out.sum().backward()
     assert x.grad is not None
+
+
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+def test_step_accuracy_at_sampling_size(backend, mask_type):
+    """At a real sampling size (C=128, k=5: ~1500 terms per output) the step's float32 error stays within
+    the rule of assert_close_to_ref; one long accumulation chain would not."""
+    g = torch.Generator().manual_seed(3)
+    cache = torch.randn(16, 128, 32, 32, generator=g)
+    w = torch.randn(128, 128, 5, 5, generator=g) / 40
+    b = torch.randn(128, generator=g)
+    out = sk.masked_conv2d_step(cache.clone(), None, w, b, 16, 16, mask_type, backend=backend)
+    ref = sk.masked_conv2d_step_ref(cache.clone(), None, w, b, 16, 16, mask_type)
+    ref64 = sk.masked_conv2d_step_ref(cache.double(), None, w.double(), b.double(), 16, 16, mask_type)
+    assert_close_to_ref(out, ref, ref64)
