@@ -1,0 +1,29 @@
+"""64-bit index math: the step op on a cache whose element offsets pass 2^31 (a 10 GB virtual map of which
+only the last rows are ever touched: torch.empty does not write memory, the kernel reads only its window).
+A 32-bit offset would wrap and read the wrong pixels (or crash)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import spn_kernels as sk
+
+H = W = 50_000  # one plane has 2.5e9 > 2^31 elements
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+@pytest.mark.parametrize("mask_type", ["A", "B", "V"])
+def test_step_past_2_31_elements(backend, mask_type):
+    k, p = 5, 2
+    cache = torch.empty(1, 2, H, W)  # untouched virtual memory
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 2, k, k, generator=g)
+    row, col = H - 1, W - 3
+    visible = torch.randn(1, 2, p + 1, W, generator=g)  # every row the mask can see, whole width
+    cache[:, :, row - p : row + 1] = visible
+    assert row * W + col > 2**31
+    out = sk.masked_conv2d_step(cache, None, w, None, row, col, mask_type, backend=backend)
+    # the same output from a small map holding only the visible rows
+    ref = sk.masked_conv2d_step_ref(visible.clone(), None, w, None, p, col, mask_type)
+    torch.testing.assert_close(out, ref)
