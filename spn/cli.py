@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from . import data as D
 from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint, read_checkpoint
-from .train import TrainArgs, conditioning, evaluate, train
+from .train import NonFiniteLossError, TrainArgs, conditioning, evaluate, train
 
 MODEL_FLAGS = ("image_size", "channels", "bits", "subscale", "first_slice_given", "cond_bits", "backend")
 
@@ -78,6 +78,7 @@ def _dataset(a: argparse.Namespace, path: str, split: str, size: int, channels: 
         seed=getattr(a, "seed", 0),
         crop=getattr(a, "crop", None),
         held_out=held_out,
+        on_bad_image=getattr(a, "on_bad_image", "skip"),
     )
     return Subsampled(ds, k) if k > 1 else ds
 
@@ -170,6 +171,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         device=a.device,
         resume=resume,
         stop_at=a.stop_at,
+        skip_nonfinite=a.skip_nonfinite,
         progress=not a.no_progress,
     )
     res = train(model, train_set, eval_set, targs, log=log)
@@ -284,6 +286,13 @@ def _add_data_flags(p: argparse.ArgumentParser, default: str | None = "photos") 
         help="load images at K times the model size and keep every K-th pixel (x[::K, ::K]): the data of the "
         "first stage of a size-upscaling pipeline",
     )
+    p.add_argument(
+        "--on-bad-image",
+        choices=["skip", "fail"],
+        default="skip",
+        help="an image-folder file that cannot be decoded: skip it (a warning names it and counts the skipped "
+        "files; the next file stands in) or stop with an error naming it",
+    )
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -364,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--stop-at", type=int, default=None, help="stop (with a checkpoint) at this step, as if "
                    "interrupted; --resume continues the same schedule")  # fmt: skip
     r.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    r.add_argument(
+        "--skip-nonfinite",
+        action="store_true",
+        help="skip (and count in metrics.jsonl) an update whose "
+        "loss is NaN/inf instead of stopping with an error (exit 3) and the last good checkpoint",
+    )
 
     e = sub.add_parser("eval", formatter_class=fmt, help="bits/dim of checkpoint(s) on a dataset, with 95%% CI")
     e.add_argument("--checkpoint", action="append", required=True, help="a checkpoint; repeat for a pipeline, "
@@ -410,9 +425,12 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(out=a.out, time_budget=a.time_budget, quick=a.quick, seed=a.seed, device=a.device)
-    except (CheckpointError, FileNotFoundError) as e:
+    except (CheckpointError, FileNotFoundError, D.BadImageError) as e:
         print(f"spn {a.command}: {e}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:
+        print(f"spn {a.command}: {e}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,6 +51,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".
 ARRAY_EXTENSIONS = (".npy", ".npz")
 # Folder and array sources with no separate test set hold out this fraction (the last items in sorted order).
 HELD_OUT_FRACTION = 0.05
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be decoded; the message names the file."""
 
 
 def _rng(*key: int) -> np.random.Generator:
@@ -180,11 +185,30 @@ class TensorImages(Dataset):
 
 
 class ImageFolder(Dataset):
-    """Image files, decoded on access, square-cropped ("center" or "random") and resized to size x size."""
+    """Image files, decoded on access, square-cropped ("center" or "random") and resized to size x size.
 
-    def __init__(self, files: Sequence[Path], size: int, channels: int, crop: str = "center", seed: int = 0):
+    A file that cannot be decoded (unreadable, truncated, not an image) raises BadImageError naming it when
+    on_bad_image="fail"; with "skip" it is reported once with a running count and item i is served by the next
+    readable file in order (i+1, i+2, ... wrapping), so the substitute, like everything else, is a pure function of
+    the index. Bad files are found when first loaded, not by decoding every file up front: that would cost a full
+    decode of the dataset before the first step, and PIL's cheaper verify() misses truncated JPEG/PNG data.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        size: int,
+        channels: int,
+        crop: str = "center",
+        seed: int = 0,
+        on_bad_image: str = "skip",
+    ):
         if crop not in ("center", "random"):
             raise ValueError(f"crop must be 'center' or 'random', got {crop!r}")
+        if on_bad_image not in ("skip", "fail"):
+            raise ValueError(f"on_bad_image must be 'skip' or 'fail', got {on_bad_image!r}")
+        self.on_bad_image = on_bad_image
+        self.bad: dict[str, str] = {}  # path -> reason, for the files skipped so far (in this process)
         if not files:
             raise ValueError("ImageFolder got no image files")
         self.files, self.size, self.channels, self.crop, self.seed, self.epoch = (
@@ -202,8 +226,27 @@ class ImageFolder(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def _load(self, i: int) -> np.ndarray:
+        n = len(self.files)
+        for k in range(n):
+            path = self.files[(i + k) % n]
+            if str(path) in self.bad:
+                continue
+            try:
+                return _load_image_file(path, self.channels)
+            except (OSError, SyntaxError, ValueError) as e:  # what PIL raises for unreadable/corrupt/truncated data
+                reason = f"{type(e).__name__}: {e}"
+                if self.on_bad_image == "fail":
+                    raise BadImageError(f"cannot decode image file {path}: {reason}") from e
+                self.bad[str(path)] = reason
+                warnings.warn(
+                    f"skipping unreadable image file {path} ({reason}); {len(self.bad)} of {n} files skipped so far",
+                    stacklevel=3,
+                )
+        raise BadImageError(f"none of the {n} image files can be decoded (first: {self.files[0]})")
+
     def __getitem__(self, i: int) -> torch.Tensor:
-        img = _load_image_file(self.files[i], self.channels)
+        img = self._load(i)
         h, w = img.shape[:2]
         side = min(h, w)
         if self.crop == "center":
@@ -311,12 +354,14 @@ def build_dataset(
     crop: str | None = None,
     photo_crops_per_epoch: int = 4096,
     held_out: bool = True,
+    on_bad_image: str = "skip",
 ) -> Dataset:
     """One split ("train" or "test") of a data source; see the module docstring for the formats.
 
     For a folder or array source, `held_out=True` holds out the last HELD_OUT_FRACTION of the sorted items as
     "test" (and leaves them out of "train"); `held_out=False` uses the whole source for whichever split is asked
-    (for a separate --eval-data path). Crops default to random for train and centre for test.
+    (for a separate --eval-data path). Crops default to random for train and centre for test. `on_bad_image`
+    ("skip" or "fail") says what an image folder does with a file it cannot decode (see ImageFolder).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -344,7 +389,7 @@ def build_dataset(
             raise ValueError(f"--data {path!r}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
         if held_out:
             files = files[_split_tail(len(files), split)]
-        return ImageFolder(files, image_size, channels, crop=crop, seed=seed)
+        return ImageFolder(files, image_size, channels, crop=crop, seed=seed, on_bad_image=on_bad_image)
     raise ValueError(f"unknown data format {fmt!r}; expected auto, photos, folder, array or cifar10")
 
 

@@ -24,6 +24,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ class TrainArgs:
     device: str | None = None
     resume: str | None = None  # "auto": latest checkpoint in out_dir (if any); or a path
     stop_at: int | None = None  # stop (with a checkpoint) once this step is reached, as if interrupted
+    skip_nonfinite: bool = False  # a non-finite loss/gradient skips that update (counted) instead of stopping
     progress: bool = True
 
 
@@ -90,6 +92,10 @@ class TrainResult:
     eval_ci95: float | None
     train_seconds: float
     interrupted: int | None  # the signal number that stopped training, if any
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training met a non-finite loss or gradient norm; no checkpoint of that state was written."""
 
 
 class WarmupCosine:
@@ -360,6 +366,7 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     step = 0
     train_time = 0.0  # seconds spent in training steps (what --time-budget counts), across resumes
+    skipped = 0  # updates dropped for a non-finite loss (skip_nonfinite), across resumes
 
     ckpt_path = _resolve_resume(args)
     if ckpt_path is not None:
@@ -377,6 +384,7 @@ def train(
         schedule = sched.lr_lambdas[0]
         step = int(state["step"])
         train_time = float(state.get("train_seconds", 0.0))
+        skipped = int(state.get("skipped_steps", 0))
         if main and state.get("rng") is not None:
             set_rng_state(state["rng"])
         log(f"resumed from {ckpt_path} at step {step}")
@@ -440,6 +448,7 @@ def train(
                 rng=rng_state(),
                 world_size=world,
                 train_seconds=train_time,
+                skipped_steps=skipped,
                 train_args={k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(args).items()},
             )
             prune_checkpoints(out, args.keep)
@@ -488,12 +497,35 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-                opt.step()
-                sched.step()
-                ema.update(model, step)
+                # Checked before the update, so a bad step never reaches the weights, the EMA or a checkpoint. One
+                # host sync per step on two scalars: small next to a step; under DDP the flag is reduced so every
+                # rank takes the same branch.
+                bad = (~torch.isfinite(loss.detach()) | ~torch.isfinite(gnorm)).float().reshape(1)
+                if world > 1:
+                    dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+                if bad.item() > 0:
+                    if not args.skip_nonfinite:
+                        if bar is not None:
+                            bar.close()
+                        kept = last_ckpt or ckpt_path
+                        raise NonFiniteLossError(
+                            f"non-finite loss at step {step + 1}: loss={loss.item()}, grad_norm={float(gnorm)}; "
+                            f"the update was not applied and no checkpoint of this state was written (last good "
+                            f"checkpoint: {kept if kept else 'none yet'}). Lower --lr, or pass --skip-nonfinite."
+                        )
+                    opt.zero_grad(set_to_none=True)
+                    skipped += 1
+                    with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": intended here
+                        warnings.simplefilter("ignore", UserWarning)
+                        sched.step()
+                    log(f"step {step + 1}: non-finite loss {loss.item()}, update skipped ({skipped} so far)")
+                else:
+                    opt.step()
+                    sched.step()  # the lr follows the step count (and so the data order), skipped or not
+                    ema.update(model, step)
+                    loss_sum += loss.detach().double()
+                    n_since += 1
                 step += 1
-                loss_sum += loss.detach().double()
-                n_since += 1
                 imgs_since += args.batch_size
                 now = time.perf_counter()
                 train_time += now - t_mark  # includes fetching the batch; excludes evals and checkpoints
@@ -531,15 +563,19 @@ def train(
                     rec = {
                         "step": step,
                         "epoch": epoch,
-                        "loss": loss_sum.item() / n_since,
+                        "loss": loss_sum.item() / n_since if n_since else None,  # None: every step skipped
                         "lr": sched.get_last_lr()[0],
                         "grad_norm": float(gnorm),
                         "images_per_s": imgs_since / max(now - t_log, 1e-9),
                         "train_s": train_time,
                     }
+                    if args.skip_nonfinite:
+                        rec["skipped_steps"] = skipped
+                    if rec["loss"] is None:
+                        del rec["loss"]
                     emit(rec)
                     if bar is not None:
-                        post = {"loss": f"{rec['loss']:.3f}", "img/s": f"{rec['images_per_s']:.1f}"}
+                        post = {"loss": f"{rec.get('loss', math.nan):.3f}", "img/s": f"{rec['images_per_s']:.1f}"}
                         if last_eval is not None:
                             post["eval_bpd"] = f"{last_eval['bpd']:.3f}"
                         bar.set_postfix(post, refresh=False)
@@ -588,4 +624,14 @@ def train(
     )
 
 
-__all__ = ["EMA", "TrainArgs", "TrainResult", "WarmupCosine", "evaluate", "init_distributed", "train", "unwrap"]
+__all__ = [
+    "EMA",
+    "NonFiniteLossError",
+    "TrainArgs",
+    "TrainResult",
+    "WarmupCosine",
+    "evaluate",
+    "init_distributed",
+    "train",
+    "unwrap",
+]
