@@ -37,11 +37,19 @@ def bench_config(image_size: int, subscale: int = 2, backend: str | None = None)
     )
 
 
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
 def time_cached(model: SPN, batch: int) -> float:
     """Seconds for one full cached sample() of `batch` images."""
-    g = torch.Generator().manual_seed(0)
+    dev = model.device
+    g = torch.Generator(device=dev).manual_seed(0)
+    _sync(dev)
     t0 = time.perf_counter()
     model.sample(batch, generator=g)
+    _sync(dev)
     return time.perf_counter() - t0
 
 
@@ -50,11 +58,14 @@ def time_naive(model: SPN, batch: int, naive_pixels: int) -> tuple[float, int]:
     the number of sub-pixels that covers."""
     cfg = model.config
     n, C = cfg.slice_size, cfg.channels
-    low = torch.zeros(batch, C, cfg.image_size, cfg.image_size, dtype=torch.int64)
-    sampler = _Sampler(model, 1.0, torch.Generator().manual_seed(0), torch.zeros(batch, dtype=torch.float64), None)
+    dev = model.device
+    low = torch.zeros(batch, C, cfg.image_size, cfg.image_size, dtype=torch.int64, device=dev)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    sampler = _Sampler(model, 1.0, gen, torch.zeros(batch, dtype=torch.float64, device=dev), None)
     with torch.no_grad():
-        cond = model.condition(low, None, torch.zeros(batch, dtype=torch.int64))
-        values = torch.zeros(batch, C, n, n, dtype=torch.int64)
+        cond = model.condition(low, None, torch.zeros(batch, dtype=torch.int64, device=dev))
+        values = torch.zeros(batch, C, n, n, dtype=torch.int64, device=dev)
+        _sync(dev)
         pixels = min(naive_pixels, n * n)
         t0 = time.perf_counter()
         for p in range(pixels):
@@ -62,15 +73,18 @@ def time_naive(model: SPN, batch: int, naive_pixels: int) -> tuple[float, int]:
             for ch in range(C):
                 logits = model.slice_logits(values, cond)
                 values[:, ch, r, c] = sampler._pick(logits[:, r, c, ch])
+        _sync(dev)
         return time.perf_counter() - t0, pixels * C
 
 
-def rows(sizes=(16, 32, 64), batch: int = 4, naive_pixels: int = 8, backend: str | None = None) -> list[dict]:
+def rows(
+    sizes=(16, 32, 64), batch: int = 4, naive_pixels: int = 8, backend: str | None = None, device: str = "cpu"
+) -> list[dict]:
     """One row per image size: seconds per image for both samplers and their ratio."""
     out = []
     for size in sizes:
         torch.manual_seed(0)
-        model = SPN(bench_config(size, backend=backend)).eval()
+        model = SPN(bench_config(size, backend=backend)).to(device).eval()
         cfg = model.config
         total = cfg.modeled_dims
         cached = time_cached(model, batch)
