@@ -1,18 +1,20 @@
 """The benchmark harness: every section side by side in one process, markdown tables, JSON, plots.
 
-    python -m benchmarks.run            # everything (about 15-25 minutes on 2 CPU cores)
+    python -m benchmarks.run            # everything (about a minute on 2 quiet CPU cores)
     python -m benchmarks.run --quick    # one shape per kernel, small rounds (under 5 minutes)
     python -m benchmarks.run --only kernels,training
 
-Sections: kernels (every op on every backend present: torch reference, C++ CPU; on a GPU use
-benchmarks.gpu_check for Triton and CUDA), training (kernel-backed SPN vs backend="torch"), sampling
-(cached vs naive), memory (subscale saving). Results go to benchmarks/results.json (or --out) and the
-plots to benchmarks/*.png; benchmarks/RESULTS.md records the tables with machine, date and commit.
+Sections: kernels (every op on every backend present: torch reference and C++ CPU; on a machine with a
+GPU also Triton and CUDA C++ against the torch references, through benchmarks.gpu_check's timing cases),
+training (kernel-backed SPN vs backend="torch"), sampling (cached vs naive), memory (subscale saving).
+Results go to benchmarks/results.json (or --out) and the plots to benchmarks/*.png; benchmarks/RESULTS.md
+records the tables with machine, date and commit.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -115,6 +117,20 @@ def main() -> None:
         print("## Kernels (C++ CPU vs PyTorch reference)\n\n" + cpu_kernels.format_table(rs) + "\n")
         if plots:
             kernel_plot(rs, "benchmarks/kernel_speedup.png")
+        if torch.cuda.is_available():
+            # the GPU backends (Triton, CUDA C++) against the torch references, in this same process
+            from benchmarks import gpu_check
+
+            dev = torch.device("cuda")
+            cases = (gpu_check.time_conv, gpu_check.time_slices, gpu_check.time_step)
+            gpu = [r for fn in cases for r in fn(dev, False)]
+            results["gpu_kernels"] = [dataclasses.asdict(r) for r in gpu]
+            print("## Kernels on the GPU (median us per call)\n")
+            print("| case | providers | metric | value |\n|---|---|---|---:|")
+            for r in gpu:
+                prov = ", ".join(f"{k} {v:.1f}" for k, v in r.times_us.items())
+                print(f"| {r.name} | {prov} | {r.metric} | {r.value:.2f} |")
+            print()
     if "training" in only:
         from benchmarks import training
 
