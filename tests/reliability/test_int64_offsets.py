@@ -27,3 +27,17 @@ def test_step_past_2_31_elements(backend, mask_type):
     # the same output from a small map holding only the visible rows
     ref = sk.masked_conv2d_step_ref(visible.clone(), None, w, None, p, col, mask_type)
     torch.testing.assert_close(out, ref)
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_slice_scatter_past_2_31_elements(backend):
+    """slice_scatter_ into a 2.5 GB virtual uint8 image: only the written slice's pages are touched (~50 MB)."""
+    s = 50
+    x = torch.empty(1, 1, H, W, dtype=torch.uint8)
+    t = s * s - 1  # the last slice: offsets up to ~H * W > 2^31
+    g = torch.Generator().manual_seed(1)
+    vals = torch.randint(0, 256, (1, 1, H // s, W // s), generator=g, dtype=torch.uint8)
+    sk.slice_scatter_(x, vals, s, t, backend=backend)
+    i, j = divmod(t, s)
+    assert (H - s + i) * W + (W - s + j) > 2**31
+    assert torch.equal(x[:, :, i::s, j::s], vals)
