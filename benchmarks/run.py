@@ -7,8 +7,9 @@
 Sections: kernels (every op on every backend present: torch reference and C++ CPU; on a machine with a
 GPU also Triton and CUDA C++ against the torch references, through benchmarks.gpu_check's timing cases),
 training (kernel-backed SPN vs backend="torch"), sampling (cached vs naive), memory (subscale saving).
-Results go to benchmarks/results.json (or --out) and the plots to benchmarks/*.png; benchmarks/RESULTS.md
-records the tables with machine, date and commit.
+Results (JSON and plots) go to an untracked folder, bench-results/ (or --out-dir); only --record writes the
+committed benchmarks/results.json and benchmarks/*.png. benchmarks/RESULTS.md records the tables with machine,
+date and commit.
 """
 
 from __future__ import annotations
@@ -97,7 +98,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small shapes and few rounds (under 5 minutes)")
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
-    ap.add_argument("--out", default="benchmarks/results.json", help="JSON output path")
+    ap.add_argument("--out-dir", default="bench-results", help="folder for results.json and the plots (untracked)")
+    ap.add_argument("--out", default=None, help="JSON output path (default: OUT_DIR/results.json)")
+    ap.add_argument(
+        "--record", action="store_true", help="write the committed benchmarks/results.json and benchmarks/*.png"
+    )
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     args = ap.parse_args()
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -105,6 +110,9 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
     plots = not args.no_plots and not args.quick
+    out_dir = "benchmarks" if args.record else args.out_dir
+    os.makedirs(out_dir, exist_ok=True)
+    json_path = args.out or os.path.join(out_dir, "results.json")
     info = machine()
     print(f"# spn benchmarks  {info}\n")
     results: dict = {"machine": info, "quick": args.quick}
@@ -116,7 +124,7 @@ def main() -> None:
         results["kernels"] = rs
         print("## Kernels (C++ CPU vs PyTorch reference)\n\n" + cpu_kernels.format_table(rs) + "\n")
         if plots:
-            kernel_plot(rs, "benchmarks/kernel_speedup.png")
+            kernel_plot(rs, os.path.join(out_dir, "kernel_speedup.png"))
         if torch.cuda.is_available():
             # the GPU backends (Triton, CUDA C++) against the torch references, in this same process
             from benchmarks import gpu_check
@@ -146,7 +154,7 @@ def main() -> None:
             by_size = sampling.rows(sizes=(16, 32, 64), batch=4)
             rs = by_size + [r for b in (1, 16) for r in sampling.rows(sizes=(32,), batch=b)]
             if plots:
-                sampling.plot(by_size)
+                sampling.plot(by_size, os.path.join(out_dir, "sampling_vs_size.png"))
         results["sampling"] = rs
         print("## Sampling (cached vs naive)\n\n" + sampling.table(rs) + "\n")
     if "memory" in only:
@@ -156,12 +164,12 @@ def main() -> None:
         results["memory"] = rs
         print("## Training memory (subscale saving)\n\n" + memory.table(rs) + "\n")
         if plots:
-            memory_plot(rs, "benchmarks/memory_vs_size.png")
+            memory_plot(rs, os.path.join(out_dir, "memory_vs_size.png"))
     results["seconds"] = time.perf_counter() - t0
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+    with open(json_path, "w") as f:
         json.dump(results, f, indent=1)
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    print(f"wrote {json_path} ({results['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

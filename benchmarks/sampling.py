@@ -1,6 +1,6 @@
 """Sampling speed: cached incremental decoding against the naive sampler (full decoder per sub-pixel).
 
-    python -m benchmarks.sampling               # the issue's setting, the size sweep, and the plot
+    python -m benchmarks.sampling               # the reference setting, the size sweep, and the plot
     python -m benchmarks.sampling --quick       # a smaller run
 
 `rows()` returns the measurements as dicts for a harness. The naive sampler is too slow to run to the end
@@ -22,7 +22,7 @@ from spn.sampling import _Sampler
 
 
 def bench_config(image_size: int, subscale: int = 2, backend: str | None = None) -> SPNConfig:
-    """The issue's setting: 8-bit RGB, a decoder of 8 gated blocks with 64 channels."""
+    """The reference setting: 8-bit RGB, a decoder of 8 gated blocks with 64 channels."""
     return SPNConfig(
         image_size=image_size,
         channels=3,

