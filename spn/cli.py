@@ -212,7 +212,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if stages:
 
         def fn(x):  # [B, S + 1]: every stage's bits per its own modelled dim, then the whole pipeline's
-            cols = [st.bits_per_dim(xi) for st, xi in zip(stages, model._inputs(x))]
+            cols = [st.bits_per_dim(xi) for st, xi in zip(stages, model.stage_inputs(x))]
             dims = [st.config.modeled_dims for st in stages]
             total = sum(c * d for c, d in zip(cols, dims)) / (cfg.channels * cfg.image_size**2)
             return torch.stack([*cols, total], 1)

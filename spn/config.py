@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spn_kernels._backend import BACKENDS
+from spn_kernels import BACKENDS
 
 
 @dataclass
