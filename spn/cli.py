@@ -19,11 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from . import data as D
-from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint, read_checkpoint
-from .train import NonFiniteLossError, TrainArgs, conditioning, evaluate, train
+from .checkpoint import CheckpointError, load_checkpoint
+from .evaluate import evaluate
+from .outputs import save_array, save_grid
+from .pipeline import Pipeline
+from .train import NonFiniteLossError, TrainArgs, find_resume, train
 
 MODEL_FLAGS = ("image_size", "channels", "bits", "subscale", "first_slice_given", "cond_bits", "backend")
 
@@ -49,38 +51,19 @@ def _parse_value(text: str, kind: Any) -> Any:
     return text
 
 
-class Subsampled(Dataset):
-    """Images loaded at k times the size, then strided x[:, ::k, ::k]: the distribution of slice 0 of the larger
-    images, which is what the first stage of a size-upscaling pipeline models."""
-
-    def __init__(self, base: Dataset, k: int):
-        self.base, self.k = base, k
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.base, "set_epoch"):
-            self.base.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.base[i][:, :: self.k, :: self.k].contiguous()
-
-
 def _dataset(a: argparse.Namespace, path: str, split: str, size: int, channels: int, held_out: bool = True):
-    k = getattr(a, "subsample", 1) or 1
-    ds = D.build_dataset(
+    return D.build_dataset(
         path,
         split,
-        size * k,
+        size,
         channels,
         fmt=a.data_format,
         seed=getattr(a, "seed", 0),
         crop=getattr(a, "crop", None),
         held_out=held_out,
         on_bad_image=getattr(a, "on_bad_image", "skip"),
+        subsample=getattr(a, "subsample", 1) or 1,
     )
-    return Subsampled(ds, k) if k > 1 else ds
 
 
 # --------------------------------------------------------------------------------------------------- train
@@ -123,17 +106,10 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     rank = int(os.environ.get("RANK", "0"))
     log = print if rank == 0 else (lambda *x, **k: None)
-    resume = a.resume
-    resume_cfg = None
-    if resume:
-        path = (list_checkpoints(a.out) or [None])[-1] if resume == "auto" else Path(resume)
-        if path is not None:
-            resume_cfg = read_checkpoint(path)["config"]
-            resume = str(path)
-        elif resume == "auto":
-            log(f"--resume: no checkpoint in {a.out} yet, starting fresh")
-            resume = None
-    cfg = _model_config(a, resume_cfg)
+    resume = find_resume(a.resume, a.out)  # read once: its config builds the model, train() resumes it
+    if a.resume == "auto" and resume is None:
+        log(f"--resume: no checkpoint in {a.out} yet, starting fresh")
+    cfg = _model_config(a, resume.state["config"] if resume else None)
     torch.manual_seed(a.seed)
     model = SPN(cfg)
     if a.eval_data:
@@ -169,12 +145,12 @@ def cmd_train(a: argparse.Namespace) -> int:
         amp=a.amp,
         workers=a.workers,
         device=a.device,
-        resume=resume,
+        resume=str(resume.path) if resume else None,
         stop_at=a.stop_at,
         skip_nonfinite=a.skip_nonfinite,
         progress=not a.no_progress,
     )
-    res = train(model, train_set, eval_set, targs, log=log)
+    res = train(model, train_set, eval_set, targs, log=log, resume=resume)
     if res.eval_bpd is not None:
         log(f"held-out bits/dim (EMA weights): {res.eval_bpd:.4f} ± {res.eval_ci95:.4f} (95% CI)")
     for name, p in (("checkpoint", res.checkpoint), ("metrics", res.metrics), ("loss curve", res.loss_curve)):
@@ -195,8 +171,6 @@ def load_models(paths: list[str], device: torch.device, backend: str | None):
     models = [load_checkpoint(p, map_location=device, **kw) for p in paths]
     if len(models) == 1:
         return models[0]
-    from .pipeline import Pipeline
-
     try:
         return Pipeline(models)
     except ValueError as e:
@@ -208,16 +182,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     model = load_models(a.checkpoint, device, a.backend)
     cfg = model.config
     ds = _dataset(a, a.data, a.split, cfg.image_size, cfg.channels, held_out=not a.no_held_out)
-    stages = list(getattr(model, "stages", []))
-    if stages:
-
-        def fn(x):  # [B, S + 1]: every stage's bits per its own modelled dim, then the whole pipeline's
-            cols = [st.bits_per_dim(xi) for st, xi in zip(stages, model.stage_inputs(x))]
-            dims = [st.config.modeled_dims for st in stages]
-            total = sum(c * d for c, d in zip(cols, dims)) / (cfg.channels * cfg.image_size**2)
-            return torch.stack([*cols, total], 1)
-    else:
-        fn = None
+    stages = model.stages if isinstance(model, Pipeline) else []
+    fn = model.stage_bits_per_dim if stages else None  # [B, S + 1]: every stage, then the whole pipeline
     r = evaluate(
         model, ds, bits=cfg.bits, batch_size=a.batch_size, device=device, max_images=a.max_images, progress=True, fn=fn
     )
@@ -236,9 +202,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
 def cmd_sample(a: argparse.Namespace) -> int:
     device = _device(a.device)
     model = load_models(a.checkpoint, device, a.backend)
-    cfg = getattr(model, "stages", [model])[0].config
     kw: dict[str, Any] = {}
-    if cfg.first_slice_given or cfg.cond_bits:
+    if model.needs_conditioning():
         if not a.cond_data:
             print(
                 "spn sample: this checkpoint is a conditional stage (size/depth upscaling): pass --cond-data D to "
@@ -246,20 +211,17 @@ def cmd_sample(a: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        cfg = model.config
         ds = _dataset(a, a.cond_data, "test", cfg.image_size, cfg.channels)
-        cond = conditioning(cfg, torch.stack([ds[i % len(ds)] for i in range(a.n)]))
-        kw.update({k: v.to(device) for k, v in cond.items()})
+        images = D.quantize(torch.stack([ds[i % len(ds)] for i in range(a.n)]), cfg.bits)
+        kw.update({k: v.to(device) for k, v in model.conditioning_inputs(images).items()})
     g = torch.Generator(device=device).manual_seed(a.seed)
     with torch.no_grad():
         imgs = model.sample(a.n, temperature=a.temperature, generator=g, method=a.method, progress=True, **kw)
     bits = model.config.bits
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    D.save_png(D.image_grid(D.to_uint8(imgs, bits), scale=a.scale), out)
-    print(f"samples: {out}")
+    print(f"samples: {save_grid(imgs, bits, a.out, scale=a.scale)}")
     if a.save_array:
-        arr = imgs.cpu().numpy().astype(np.uint8 if bits <= 8 else np.uint16)  # [n, C, N, N], values < 2^bits
-        np.save(a.save_array, arr)
+        arr = save_array(imgs, bits, a.save_array)  # [n, C, N, N], values < 2^bits
         print(f"array: {a.save_array} ({arr.dtype} {list(arr.shape)}, values in [0, {2**bits}))")
     return 0
 
