@@ -7,7 +7,8 @@ It is written against a small model interface, so any nn.Module with `.config` (
 `loss(x, slices_per_step=...)`, `bits_per_dim(x)`, `sample(n, generator=..., progress=...)` and
 `needs_conditioning()` (with `conditioning_inputs(x)` when it returns True) trains here.
 
-train() is the loop; spn/trainer.py holds its pieces.
+TrainArgs is the one statement of the options: `spn train` builds its flags from its fields (type, default, and
+the help text and flag group in each field's metadata). train() is the loop; spn/trainer.py holds its pieces.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch.distributed as dist
 from torch import nn
@@ -24,37 +26,68 @@ from .outputs import plot_loss_curve
 from .trainer import NonFiniteLossError, Resume, StopSignals, Trainer, find_resume
 
 
+def option(default: Any, help: str, group: str | None, **argparse_kw: Any) -> Any:
+    """A TrainArgs field with its command-line help. `group`: where `spn train --help` lists it (None: Python
+    only, no flag); `argparse_kw`: extra add_argument keywords (flag= renames the flag)."""
+    return dataclasses.field(default=default, metadata={"help": help, "group": group, "argparse": argparse_kw})
+
+
 @dataclasses.dataclass
 class TrainArgs:
-    out_dir: str = "runs/spn"
-    steps: int = 20000  # total optimiser steps (the cosine schedule's length)
-    time_budget: float | None = None  # seconds of training steps; the cosine then runs on time, `steps` caps it
-    batch_size: int = 32  # global, split evenly over the ranks
-    lr: float = 3e-4
-    min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
-    warmup: int = 200
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    slices_per_step: int | None = None  # forwarded to model.loss; None = the model's default
-    eval_every: int = 1000  # 0: only at the end
-    eval_max_images: int | None = None  # evaluate on an evenly spaced subset of the held-out set
-    eval_batch_size: int = 64
-    sample_every: int = 0  # 0: only at the end; < 0: never
-    n_samples: int = 16
-    checkpoint_every: int = 1000
-    keep: int = 3  # step checkpoints kept on disk (<= 0: all)
-    log_every: int = 10
-    seed: int = 0
-    compile: bool = False
-    amp: bool | None = None  # bf16 autocast; None = on for CUDA
-    workers: int = 0
-    device: str | None = None
-    resume: str | None = None  # "auto": latest checkpoint in out_dir (if any); or a path
-    stop_at: int | None = None  # stop (with a checkpoint) once this step is reached, as if interrupted
-    skip_nonfinite: bool = False  # a non-finite loss/gradient skips that update (counted) instead of stopping
-    progress: bool = True
+    out_dir: str = option("runs/spn", "output directory: checkpoints, metrics.jsonl, PNGs", "output", flag="--out")
+    workers: int = option(0, "DataLoader worker processes", "data")
+
+    steps: int = option(20000, "optimiser steps (the cosine schedule's length)", "optimisation")
+    time_budget: float | None = option(
+        None,
+        "seconds of training steps: the cosine decay then runs on the clock and training stops when they are spent "
+        "(--steps caps it)",
+        "optimisation",
+    )
+    batch_size: int = option(32, "global batch (split over torchrun ranks)", "optimisation")
+    lr: float = option(3e-4, "peak AdamW learning rate", "optimisation")
+    min_lr_ratio: float = option(0.05, "final lr = lr * this", "optimisation")
+    warmup: int = option(200, "linear warm-up steps", "optimisation")
+    weight_decay: float = option(0.01, "AdamW weight decay", "optimisation")
+    betas: tuple[float, float] = option((0.9, 0.99), "AdamW betas", None)
+    grad_clip: float = option(1.0, "max global gradient norm", "optimisation")
+    ema_decay: float = option(0.999, "EMA decay of the weights used for eval/samples", "optimisation")
+    slices_per_step: int | None = option(
+        None, "random slices per image per step (unbiased, cheaper); default: all", "optimisation"
+    )
+    seed: int = option(0, "seed of weights, data order, crops and slice choice", "optimisation")
+    compile: bool = option(False, "torch.compile the training step", "optimisation")
+    amp: bool | None = option(None, "bf16 autocast (default: on for CUDA)", "optimisation")
+    device: str | None = option(None, "torch device (default: cuda:LOCAL_RANK if available, else cpu)", "optimisation")
+
+    eval_every: int = option(1000, "held-out eval period in steps (0: only at the end)", "evaluation")
+    eval_max_images: int | None = option(None, "evaluate on this many evenly spaced held-out images", "evaluation")
+    eval_batch_size: int = option(64, "eval batch per rank", "evaluation")
+    sample_every: int = option(0, "sample-grid period (0: at the end; -1: never)", "evaluation")
+    n_samples: int = option(16, "images per sample grid", "evaluation")
+    checkpoint_every: int = option(1000, "checkpoint period in steps (and at the end)", "evaluation")
+    keep: int = option(3, "step checkpoints kept (<= 0: all)", "evaluation")
+    log_every: int = option(10, "metrics.jsonl / progress-bar period in steps", "evaluation")
+    resume: str | None = option(
+        None,
+        "continue exactly from PATH, or (bare flag) from the latest checkpoint in --out",
+        "evaluation",
+        nargs="?",
+        const="auto",
+        metavar="PATH",
+    )
+    stop_at: int | None = option(
+        None,
+        "stop (with a checkpoint) at this step, as if interrupted; --resume continues the same schedule",
+        "evaluation",
+    )
+    progress: bool = option(True, "no tqdm bars", "evaluation")
+    skip_nonfinite: bool = option(
+        False,
+        "skip (and count in metrics.jsonl) an update whose loss is NaN/inf instead of stopping with an error (exit "
+        "3) and the last good checkpoint",
+        "evaluation",
+    )
 
 
 @dataclasses.dataclass
