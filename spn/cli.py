@@ -39,10 +39,13 @@ def _device(name: str | None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+_UNIONS = (typing.Union, types.UnionType) if sys.version_info >= (3, 10) else (typing.Union,)
+
+
 def _field_type(hint: Any) -> tuple[Any, bool]:
     """A dataclass field's type hint -> (its type, whether None is allowed): int | None -> (int, True)."""
     args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+    if typing.get_origin(hint) in _UNIONS and type(None) in args:
         rest = [t for t in args if t is not type(None)]
         return (rest[0] if len(rest) == 1 else hint), True
     return hint, False

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch.distributed as dist
 from torch import nn
@@ -34,11 +34,13 @@ def option(default: Any, help: str, group: str | None, **argparse_kw: Any) -> An
 
 @dataclasses.dataclass
 class TrainArgs:
+    # Optional[X], not X | None: spn train reads these hints at run time (typing.get_type_hints), which cannot
+    # evaluate X | None before Python 3.10.
     out_dir: str = option("runs/spn", "output directory: checkpoints, metrics.jsonl, PNGs", "output", flag="--out")
     workers: int = option(0, "DataLoader worker processes", "data")
 
     steps: int = option(20000, "optimiser steps (the cosine schedule's length)", "optimisation")
-    time_budget: float | None = option(
+    time_budget: Optional[float] = option(  # noqa: UP045
         None,
         "seconds of training steps: the cosine decay then runs on the clock and training stops when they are spent "
         "(--steps caps it)",
@@ -52,23 +54,27 @@ class TrainArgs:
     betas: tuple[float, float] = option((0.9, 0.99), "AdamW betas", None)
     grad_clip: float = option(1.0, "max global gradient norm", "optimisation")
     ema_decay: float = option(0.999, "EMA decay of the weights used for eval/samples", "optimisation")
-    slices_per_step: int | None = option(
+    slices_per_step: Optional[int] = option(  # noqa: UP045
         None, "random slices per image per step (unbiased, cheaper); default: all", "optimisation"
     )
     seed: int = option(0, "seed of weights, data order, crops and slice choice", "optimisation")
     compile: bool = option(False, "torch.compile the training step", "optimisation")
-    amp: bool | None = option(None, "bf16 autocast (default: on for CUDA)", "optimisation")
-    device: str | None = option(None, "torch device (default: cuda:LOCAL_RANK if available, else cpu)", "optimisation")
+    amp: Optional[bool] = option(None, "bf16 autocast (default: on for CUDA)", "optimisation")  # noqa: UP045
+    device: Optional[str] = option(  # noqa: UP045
+        None, "torch device (default: cuda:LOCAL_RANK if available, else cpu)", "optimisation"
+    )
 
     eval_every: int = option(1000, "held-out eval period in steps (0: only at the end)", "evaluation")
-    eval_max_images: int | None = option(None, "evaluate on this many evenly spaced held-out images", "evaluation")
+    eval_max_images: Optional[int] = option(  # noqa: UP045
+        None, "evaluate on this many evenly spaced held-out images", "evaluation"
+    )
     eval_batch_size: int = option(64, "eval batch per rank", "evaluation")
     sample_every: int = option(0, "sample-grid period (0: at the end; -1: never)", "evaluation")
     n_samples: int = option(16, "images per sample grid", "evaluation")
     checkpoint_every: int = option(1000, "checkpoint period in steps (and at the end)", "evaluation")
     keep: int = option(3, "step checkpoints kept (<= 0: all)", "evaluation")
     log_every: int = option(10, "metrics.jsonl / progress-bar period in steps", "evaluation")
-    resume: str | None = option(
+    resume: Optional[str] = option(  # noqa: UP045
         None,
         "continue exactly from PATH, or (bare flag) from the latest checkpoint in --out",
         "evaluation",
@@ -76,7 +82,7 @@ class TrainArgs:
         const="auto",
         metavar="PATH",
     )
-    stop_at: int | None = option(
+    stop_at: Optional[int] = option(  # noqa: UP045
         None,
         "stop (with a checkpoint) at this step, as if interrupted; --resume continues the same schedule",
         "evaluation",
