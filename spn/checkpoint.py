@@ -26,11 +26,11 @@ class CheckpointError(RuntimeError):
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module under DistributedDataParallel / torch.compile / the trainer's loss wrapper."""
+    """The plain module under torch.compile (its `_orig_mod`) and DistributedDataParallel (its `module`)."""
     while True:
         if hasattr(model, "_orig_mod"):
             model = model._orig_mod
-        elif isinstance(model, nn.parallel.DistributedDataParallel) or getattr(model, "_spn_wrapper", False):
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module
         else:
             return model

@@ -14,73 +14,78 @@ import dataclasses
 import json
 import os
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+
+import spn_kernels
 
 from . import data as D
-from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint, read_checkpoint
-from .train import NonFiniteLossError, TrainArgs, conditioning, evaluate, train
+from .checkpoint import CheckpointError, load_checkpoint
+from .evaluate import evaluate
+from .outputs import save_array, save_grid
+from .pipeline import Pipeline
+from .train import NonFiniteLossError, TrainArgs, find_resume, train
 
 MODEL_FLAGS = ("image_size", "channels", "bits", "subscale", "first_slice_given", "cond_bits", "backend")
+BACKEND_CHOICES = ["auto", *spn_kernels.BACKENDS]
 
 
 def _device(name: str | None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _parse_value(text: str, kind: Any) -> Any:
-    t = str(kind)
-    if text.lower() in ("none", "null") and "None" in t:
+_UNIONS = (typing.Union, types.UnionType) if sys.version_info >= (3, 10) else (typing.Union,)
+
+
+def _field_type(hint: Any) -> tuple[Any, bool]:
+    """A dataclass field's type hint -> (its type, whether None is allowed): int | None -> (int, True)."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in _UNIONS and type(None) in args:
+        rest = [t for t in args if t is not type(None)]
+        return (rest[0] if len(rest) == 1 else hint), True
+    return hint, False
+
+
+def _field_types(cls: type) -> dict[str, tuple[Any, bool]]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: _field_type(hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def parse_value(text: str, kind: Any, optional: bool = False) -> Any:
+    """A command-line string as a value of type `kind` (int, float, bool or str); "none"/"null" -> None when
+    `optional`. Booleans are true/false, yes/no, on/off or 1/0."""
+    low = text.lower()
+    if optional and low in ("none", "null"):
         return None
-    if "bool" in t:
-        if text.lower() in ("1", "true", "yes", "on"):
+    if kind is bool:
+        if low in ("1", "true", "yes", "on"):
             return True
-        if text.lower() in ("0", "false", "no", "off"):
+        if low in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"expected a boolean, got {text!r}")
-    if "int" in t:
-        return int(text)
-    if "float" in t:
-        return float(text)
-    return text
-
-
-class Subsampled(Dataset):
-    """Images loaded at k times the size, then strided x[:, ::k, ::k]: the distribution of slice 0 of the larger
-    images, which is what the first stage of a size-upscaling pipeline models."""
-
-    def __init__(self, base: Dataset, k: int):
-        self.base, self.k = base, k
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.base, "set_epoch"):
-            self.base.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.base[i][:, :: self.k, :: self.k].contiguous()
+    if kind in (int, float, str):
+        return kind(text)
+    raise ValueError(f"cannot parse a value of type {kind}")
 
 
 def _dataset(a: argparse.Namespace, path: str, split: str, size: int, channels: int, held_out: bool = True):
-    k = getattr(a, "subsample", 1) or 1
-    ds = D.build_dataset(
+    return D.build_dataset(
         path,
         split,
-        size * k,
+        size,
         channels,
         fmt=a.data_format,
         seed=getattr(a, "seed", 0),
         crop=getattr(a, "crop", None),
         held_out=held_out,
         on_bad_image=getattr(a, "on_bad_image", "skip"),
+        subsample=getattr(a, "subsample", 1) or 1,
     )
-    return Subsampled(ds, k) if k > 1 else ds
 
 
 # --------------------------------------------------------------------------------------------------- train
@@ -103,13 +108,13 @@ def _model_config(a: argparse.Namespace, resume_cfg: dict[str, Any] | None):
         v = getattr(a, k)
         if v is not None:
             cfg[k] = None if (k == "backend" and v == "auto") else v
-    types = {f.name: f.type for f in dataclasses.fields(SPNConfig)}
+    kinds = _field_types(SPNConfig)
     for item in a.set or []:
         key, sep, val = item.partition("=")
-        if not sep or key not in types:
-            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(types)}")
+        if not sep or key not in kinds:
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(kinds)}")
         try:
-            cfg[key] = _parse_value(val, types[key])
+            cfg[key] = parse_value(val, *kinds[key])
         except ValueError as e:
             raise SystemExit(f"--set {item!r}: {e}") from None
     try:
@@ -123,17 +128,12 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     rank = int(os.environ.get("RANK", "0"))
     log = print if rank == 0 else (lambda *x, **k: None)
-    resume = a.resume
-    resume_cfg = None
-    if resume:
-        path = (list_checkpoints(a.out) or [None])[-1] if resume == "auto" else Path(resume)
-        if path is not None:
-            resume_cfg = read_checkpoint(path)["config"]
-            resume = str(path)
-        elif resume == "auto":
-            log(f"--resume: no checkpoint in {a.out} yet, starting fresh")
-            resume = None
-    cfg = _model_config(a, resume_cfg)
+    targs = TrainArgs(**{f.name: getattr(a, f.name) for f in dataclasses.fields(TrainArgs) if hasattr(a, f.name)})
+    resume = find_resume(targs.resume, targs.out_dir)  # read once: its config builds the model, train() resumes it
+    if targs.resume == "auto" and resume is None:
+        log(f"--resume: no checkpoint in {targs.out_dir} yet, starting fresh")
+    targs = dataclasses.replace(targs, resume=str(resume.path) if resume else None)
+    cfg = _model_config(a, resume.state["config"] if resume else None)
     torch.manual_seed(a.seed)
     model = SPN(cfg)
     if a.eval_data:
@@ -144,37 +144,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params:,} parameters; {cfg}")
     log(f"data: {a.data} -> {len(train_set)} train / {len(eval_set)} held-out images per epoch")
-    targs = TrainArgs(
-        out_dir=a.out,
-        steps=a.steps,
-        time_budget=a.time_budget,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        min_lr_ratio=a.min_lr_ratio,
-        warmup=a.warmup,
-        weight_decay=a.weight_decay,
-        grad_clip=a.grad_clip,
-        ema_decay=a.ema_decay,
-        slices_per_step=a.slices_per_step,
-        eval_every=a.eval_every,
-        eval_max_images=a.eval_max_images,
-        eval_batch_size=a.eval_batch_size,
-        sample_every=a.sample_every,
-        n_samples=a.n_samples,
-        checkpoint_every=a.checkpoint_every,
-        keep=a.keep,
-        log_every=a.log_every,
-        seed=a.seed,
-        compile=a.compile,
-        amp=a.amp,
-        workers=a.workers,
-        device=a.device,
-        resume=resume,
-        stop_at=a.stop_at,
-        skip_nonfinite=a.skip_nonfinite,
-        progress=not a.no_progress,
-    )
-    res = train(model, train_set, eval_set, targs, log=log)
+    res = train(model, train_set, eval_set, targs, log=log, resume=resume)
     if res.eval_bpd is not None:
         log(f"held-out bits/dim (EMA weights): {res.eval_bpd:.4f} ± {res.eval_ci95:.4f} (95% CI)")
     for name, p in (("checkpoint", res.checkpoint), ("metrics", res.metrics), ("loss curve", res.loss_curve)):
@@ -195,8 +165,6 @@ def load_models(paths: list[str], device: torch.device, backend: str | None):
     models = [load_checkpoint(p, map_location=device, **kw) for p in paths]
     if len(models) == 1:
         return models[0]
-    from .pipeline import Pipeline
-
     try:
         return Pipeline(models)
     except ValueError as e:
@@ -208,16 +176,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     model = load_models(a.checkpoint, device, a.backend)
     cfg = model.config
     ds = _dataset(a, a.data, a.split, cfg.image_size, cfg.channels, held_out=not a.no_held_out)
-    stages = list(getattr(model, "stages", []))
-    if stages:
-
-        def fn(x):  # [B, S + 1]: every stage's bits per its own modelled dim, then the whole pipeline's
-            cols = [st.bits_per_dim(xi) for st, xi in zip(stages, model._inputs(x))]
-            dims = [st.config.modeled_dims for st in stages]
-            total = sum(c * d for c, d in zip(cols, dims)) / (cfg.channels * cfg.image_size**2)
-            return torch.stack([*cols, total], 1)
-    else:
-        fn = None
+    stages = model.stages if isinstance(model, Pipeline) else []
+    fn = model.stage_bits_per_dim if stages else None  # [B, S + 1]: every stage, then the whole pipeline
     r = evaluate(
         model, ds, bits=cfg.bits, batch_size=a.batch_size, device=device, max_images=a.max_images, progress=True, fn=fn
     )
@@ -236,9 +196,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
 def cmd_sample(a: argparse.Namespace) -> int:
     device = _device(a.device)
     model = load_models(a.checkpoint, device, a.backend)
-    cfg = getattr(model, "stages", [model])[0].config
     kw: dict[str, Any] = {}
-    if cfg.first_slice_given or cfg.cond_bits:
+    if model.needs_conditioning():
         if not a.cond_data:
             print(
                 "spn sample: this checkpoint is a conditional stage (size/depth upscaling): pass --cond-data D to "
@@ -246,20 +205,17 @@ def cmd_sample(a: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        cfg = model.config
         ds = _dataset(a, a.cond_data, "test", cfg.image_size, cfg.channels)
-        cond = conditioning(cfg, torch.stack([ds[i % len(ds)] for i in range(a.n)]))
-        kw.update({k: v.to(device) for k, v in cond.items()})
+        images = D.quantize(torch.stack([ds[i % len(ds)] for i in range(a.n)]), cfg.bits)
+        kw.update({k: v.to(device) for k, v in model.conditioning_inputs(images).items()})
     g = torch.Generator(device=device).manual_seed(a.seed)
     with torch.no_grad():
         imgs = model.sample(a.n, temperature=a.temperature, generator=g, method=a.method, progress=True, **kw)
     bits = model.config.bits
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    D.save_png(D.image_grid(D.to_uint8(imgs, bits), scale=a.scale), out)
-    print(f"samples: {out}")
+    print(f"samples: {save_grid(imgs, bits, a.out, scale=a.scale)}")
     if a.save_array:
-        arr = imgs.cpu().numpy().astype(np.uint8 if bits <= 8 else np.uint16)  # [n, C, N, N], values < 2^bits
-        np.save(a.save_array, arr)
+        arr = save_array(imgs, bits, a.save_array)  # [n, C, N, N], values < 2^bits
         print(f"array: {a.save_array} ({arr.dtype} {list(arr.shape)}, values in [0, {2**bits}))")
     return 0
 
@@ -276,7 +232,7 @@ def _add_data_flags(p: argparse.ArgumentParser, default: str | None = "photos") 
     p.add_argument(
         "--data-format",
         default="auto",
-        choices=["auto", "photos", "folder", "array", "cifar10"],
+        choices=D.FORMATS,
         help="how to read --data (default: detected from the path)",
     )
     p.add_argument(
@@ -295,13 +251,36 @@ def _add_data_flags(p: argparse.ArgumentParser, default: str | None = "photos") 
     )
 
 
+def _add_train_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, group: str) -> None:
+    """The TrainArgs fields of one group as flags, typed, defaulted and explained by the fields themselves:
+    --name-with-dashes, or --no-name for a bool that defaults to True; bool | None takes --name / --no-name."""
+    kinds = _field_types(TrainArgs)
+    for f in dataclasses.fields(TrainArgs):
+        if f.metadata["group"] != group:
+            continue
+        kind, optional = kinds[f.name]
+        kw = dict(f.metadata["argparse"])
+        flag = kw.pop("flag", "--" + f.name.replace("_", "-"))
+        kw.update(dest=f.name, default=f.default, help=f.metadata["help"])
+        if kind is bool and optional:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif kind is bool:
+            kw["action"] = "store_false" if f.default else "store_true"
+            flag = "--no-" + flag[2:] if f.default else flag
+        else:
+            kw.setdefault("type", kind)
+            kw.setdefault("metavar", flag[2:].replace("-", "_").upper())
+        p.add_argument(flag, **kw)
+
+
 class _HelpFormatter(argparse.HelpFormatter):
-    """Appends "(default: X)" unless the help already explains the default or there is none to show."""
+    """Appends "(default: X)" unless the help already explains the default or there is none to show (no default,
+    or a switch that takes no value)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         h = action.help or ""
         shown = action.default is not None and action.default is not False and action.default != argparse.SUPPRESS
-        if "default" not in h and action.option_strings and shown:
+        if "default" not in h and action.option_strings and shown and action.nargs != 0:
             h += " (default: %(default)s)"
         return h
 
@@ -319,12 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 
     t = sub.add_parser("train", formatter_class=fmt, help="train one SPN (or one stage of a pipeline)")
-    t.add_argument("--out", default="runs/spn", help="output directory: checkpoints, metrics.jsonl, PNGs")
+    _add_train_flags(t, "output")
     _add_data_flags(t)
     t.add_argument("--eval-data", default=None, help="separate held-out data (default: the held-out split of --data)")
     t.add_argument("--crop", choices=["center", "random"], default=None, help="image-folder crops (default: random "
                    "for training, center for evaluation)")  # fmt: skip
-    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    _add_train_flags(t, "data")
     m = t.add_argument_group("model (default: preset cpu_demo; with --resume: the checkpoint's config)")
     m.add_argument("--preset", default=None, help="a preset from spn.configs (python -m spn.configs lists them)")
     m.add_argument("--stage", type=int, default=None, help="which stage of a multi-stage preset to train")
@@ -336,49 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size upscaling: model slices 1.. given slice 0")  # fmt: skip
     m.add_argument("--cond-bits", type=int, default=None, help="depth upscaling: model the low bits given this many "
                    "high bits")  # fmt: skip
-    m.add_argument("--backend", default=None, choices=["auto", "torch", "cpu", "triton", "cuda"],
+    m.add_argument("--backend", default=None, choices=BACKEND_CHOICES,
                    help="kernel backend of every op (auto: chosen by the tensors' device)")  # fmt: skip
     m.add_argument("--set", action="append", metavar="FIELD=VALUE", help="any other SPNConfig field, e.g. "
                    "--set decoder_channels=64 (repeatable)")  # fmt: skip
-    o = t.add_argument_group("optimisation")
-    o.add_argument("--steps", type=int, default=20000, help="optimiser steps (the cosine schedule's length)")
-    o.add_argument("--time-budget", type=float, default=None, help="seconds of training steps: the cosine decay "
-                   "then runs on the clock and training stops when they are spent (--steps caps it)")  # fmt: skip
-    o.add_argument("--batch-size", type=int, default=32, help="global batch (split over torchrun ranks)")
-    o.add_argument("--lr", type=float, default=3e-4, help="peak AdamW learning rate")
-    o.add_argument("--min-lr-ratio", type=float, default=0.05, help="final lr = lr * this")
-    o.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
-    o.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
-    o.add_argument("--grad-clip", type=float, default=1.0, help="max global gradient norm")
-    o.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay of the weights used for eval/samples")
-    o.add_argument("--slices-per-step", type=int, default=None, help="random slices per image per step "
-                   "(unbiased, cheaper); default: all")  # fmt: skip
-    o.add_argument("--seed", type=int, default=0, help="seed of weights, data order, crops and slice choice")
-    o.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    o.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on "
-                   "for CUDA)")  # fmt: skip
-    o.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
-    r = t.add_argument_group("evaluation, logging, checkpoints")
-    r.add_argument("--eval-every", type=int, default=1000, help="held-out eval period in steps (0: only at the end)")
-    r.add_argument("--eval-max-images", type=int, default=None, help="evaluate on this many evenly spaced "
-                   "held-out images")  # fmt: skip
-    r.add_argument("--eval-batch-size", type=int, default=64, help="eval batch per rank")
-    r.add_argument("--sample-every", type=int, default=0, help="sample-grid period (0: at the end; -1: never)")
-    r.add_argument("--n-samples", type=int, default=16, help="images per sample grid")
-    r.add_argument("--checkpoint-every", type=int, default=1000, help="checkpoint period in steps (and at the end)")
-    r.add_argument("--keep", type=int, default=3, help="step checkpoints kept (<= 0: all)")
-    r.add_argument("--log-every", type=int, default=10, help="metrics.jsonl / progress-bar period in steps")
-    r.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH",
-                   help="continue exactly from PATH, or (bare flag) from the latest checkpoint in --out")  # fmt: skip
-    r.add_argument("--stop-at", type=int, default=None, help="stop (with a checkpoint) at this step, as if "
-                   "interrupted; --resume continues the same schedule")  # fmt: skip
-    r.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    r.add_argument(
-        "--skip-nonfinite",
-        action="store_true",
-        help="skip (and count in metrics.jsonl) an update whose "
-        "loss is NaN/inf instead of stopping with an error (exit 3) and the last good checkpoint",
-    )
+    _add_train_flags(t.add_argument_group("optimisation"), "optimisation")
+    _add_train_flags(t.add_argument_group("evaluation, logging, checkpoints"), "evaluation")
 
     e = sub.add_parser("eval", formatter_class=fmt, help="bits/dim of checkpoint(s) on a dataset, with 95%% CI")
     e.add_argument("--checkpoint", action="append", required=True, help="a checkpoint; repeat for a pipeline, "
@@ -389,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=64, help="images per batch")
     e.add_argument("--max-images", type=int, default=None, help="evaluate on this many evenly spaced images")
     e.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    e.add_argument("--backend", default=None, choices=["auto", "torch", "cpu", "triton", "cuda"],
+    e.add_argument("--backend", default=None, choices=BACKEND_CHOICES,
                    help="override the checkpoint's kernel backend")  # fmt: skip
     e.add_argument("--json", default=None, metavar="PATH", help="also write the numbers as JSON")
 
@@ -405,10 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", type=int, default=2, help="pixel upscaling of the PNG grid")
     s.add_argument("--cond-data", default=None, help="for a lone conditional stage: images to take slice 0 / the "
                    "high bits from (held-out split)")  # fmt: skip
-    s.add_argument("--data-format", default="auto", choices=["auto", "photos", "folder", "array", "cifar10"],
+    s.add_argument("--data-format", default="auto", choices=D.FORMATS,
                    help="how to read --cond-data")  # fmt: skip
     s.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    s.add_argument("--backend", default=None, choices=["auto", "torch", "cpu", "triton", "cuda"],
+    s.add_argument("--backend", default=None, choices=BACKEND_CHOICES,
                    help="override the checkpoint's kernel backend")  # fmt: skip
     return p
 

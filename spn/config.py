@@ -8,8 +8,9 @@ edited field by field before that.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
-from spn_kernels._backend import BACKENDS
+from spn_kernels import BACKENDS
 
 
 @dataclass
@@ -53,7 +54,9 @@ class SPNConfig:
     kernel_size: int = 3
     heads: int = 2
     head_channels: int = 16
-    backend: str | None = None
+    # Optional[str], not str | None: `spn train --set` reads the hints at run time (typing.get_type_hints), which
+    # cannot evaluate X | None before Python 3.10.
+    backend: Optional[str] = None  # noqa: UP045
 
     # ------------------------------------------------------------------ derived sizes
     @property

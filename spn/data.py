@@ -47,6 +47,7 @@ PHOTO_SPLITS = {
     "train": ("astronaut", "hubble_deep_field", "ihc", "motorcycle_left", "motorcycle_right", "retina", "rocket"),
     "test": ("chelsea", "coffee"),
 }
+FORMATS = ("auto", "photos", "folder", "array", "cifar10")  # the values of --data-format
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 ARRAY_EXTENSIONS = (".npy", ".npz")
 # Folder and array sources with no separate test set hold out this fraction (the last items in sorted order).
@@ -257,6 +258,24 @@ class ImageFolder(Dataset):
         return _hwc_to_tensor(_resize_square(img[y : y + side, x : x + side], self.size))
 
 
+class Subsampled(Dataset):
+    """Images loaded at k times the size, then strided x[:, ::k, ::k]: the distribution of slice 0 of the larger
+    images, which is what the first stage of a size-upscaling pipeline models."""
+
+    def __init__(self, base: Dataset, k: int):
+        self.base, self.k = base, k
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.base[i][:, :: self.k, :: self.k].contiguous()
+
+
 def _array_to_nhwc(a: np.ndarray, channels: int, where: str) -> np.ndarray:
     """Any supported array layout -> uint8 [M, H, W, c]."""
     if a.dtype != np.uint8:
@@ -355,6 +374,7 @@ def build_dataset(
     photo_crops_per_epoch: int = 4096,
     held_out: bool = True,
     on_bad_image: str = "skip",
+    subsample: int = 1,
 ) -> Dataset:
     """One split ("train" or "test") of a data source; see the module docstring for the formats.
 
@@ -362,7 +382,22 @@ def build_dataset(
     "test" (and leaves them out of "train"); `held_out=False` uses the whole source for whichever split is asked
     (for a separate --eval-data path). Crops default to random for train and centre for test. `on_bad_image`
     ("skip" or "fail") says what an image folder does with a file it cannot decode (see ImageFolder).
+    `subsample=k > 1` loads the images at k * image_size and keeps every k-th pixel (see Subsampled).
     """
+    if subsample > 1:
+        base = build_dataset(
+            path,
+            split,
+            image_size * subsample,
+            channels,
+            fmt=fmt,
+            seed=seed,
+            crop=crop,
+            photo_crops_per_epoch=photo_crops_per_epoch,
+            held_out=held_out,
+            on_bad_image=on_bad_image,
+        )
+        return Subsampled(base, subsample)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     fmt = detect_format(path) if fmt == "auto" else fmt
@@ -396,32 +431,3 @@ def build_dataset(
 def quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
     """uint8 images -> int64 values in [0, 2^bits): keeps the `bits` most significant bits."""
     return (x.to(torch.int64) >> (8 - bits)) if bits < 8 else x.to(torch.int64)
-
-
-def to_uint8(x: torch.Tensor, bits: int) -> np.ndarray:
-    """Integer images [B, C, N, N] in [0, 2^bits) -> uint8 [B, N, N, C] spanning 0..255, for viewing."""
-    x = x.detach().to("cpu", torch.int64)
-    scaled = (x * 255 + (2**bits - 1) // 2) // (2**bits - 1) if bits != 8 else x
-    return scaled.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def image_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:
-    """uint8 [B, H, W, C] -> one uint8 [rows*(H+pad)+pad, cols*(W+pad)+pad, C] mosaic on a white background."""
-    b, h, w, c = images.shape
-    ncols = ncols or int(np.ceil(np.sqrt(b)))
-    nrows = int(np.ceil(b / ncols))
-    if scale > 1:
-        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
-        h, w = h * scale, w * scale
-    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, dtype=np.uint8)
-    for k in range(b):
-        r, q = divmod(k, ncols)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = images[k]
-    return grid
-
-
-def save_png(img: np.ndarray, path: str | os.PathLike) -> None:
-    """uint8 [H, W, C] (C = 1 or 3) -> PNG."""
-    from PIL import Image
-
-    Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(path)

@@ -173,6 +173,20 @@ class SPN(nn.Module):
         nll = -lp.reshape(B, -1).sum(1) * (M / m)
         return (nll / (cfg.modeled_dims * math.log(2))).mean()
 
+    def needs_conditioning(self) -> bool:
+        """Whether sample() needs an image to condition on: slice 0 (size upscaling) or the high bits (depth)."""
+        return self.config.first_slice_given or self.config.cond_bits > 0
+
+    def conditioning_inputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The sample() keywords that condition on images x [n, C, N, N] in [0, 2^bits): first_slice (size
+        upscaling) or high_bits (depth upscaling); {} for an unconditional model."""
+        cfg = self.config
+        if cfg.first_slice_given:
+            return {"first_slice": x[:, :, :: cfg.subscale, :: cfg.subscale].contiguous()}
+        if cfg.cond_bits:
+            return {"high_bits": x >> cfg.model_bits}
+        return {}
+
     def sample(
         self,
         n: int,

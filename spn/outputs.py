@@ -1,30 +1,60 @@
-"""What training writes besides checkpoints: sample grids and the loss curve (and the conditioning an
-upscaling stage's samples need)."""
+"""Image output: integer images to viewable uint8, PNG grids, sample files, and the loss curve."""
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from .data import image_grid, quantize, save_png, to_uint8
+from .data import quantize
 
 
-def conditioning(config: Any, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The sample() keywords an upscaling stage needs, taken from real uint8 images [n, C, N, N]: slice 0
-    (first_slice_given) or the high bits (cond_bits > 0); {} for an unconditional model."""
-    kw: dict[str, torch.Tensor] = {}
-    if getattr(config, "first_slice_given", False) or getattr(config, "cond_bits", 0):
-        x = quantize(images, config.bits)
-        if config.first_slice_given:
-            kw["first_slice"] = x[:, :, :: config.subscale, :: config.subscale].contiguous()
-        else:
-            kw["high_bits"] = x >> (config.bits - config.cond_bits)
-    return kw
+def to_uint8(x: torch.Tensor, bits: int) -> np.ndarray:
+    """Integer images [B, C, N, N] in [0, 2^bits) -> uint8 [B, N, N, C] spanning 0..255, for viewing."""
+    x = x.detach().to("cpu", torch.int64)
+    scaled = (x * 255 + (2**bits - 1) // 2) // (2**bits - 1) if bits != 8 else x
+    return scaled.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def image_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:
+    """uint8 [B, H, W, C] -> one uint8 [rows*(H+pad)+pad, cols*(W+pad)+pad, C] mosaic on a white background."""
+    b, h, w, c = images.shape
+    ncols = ncols or int(np.ceil(np.sqrt(b)))
+    nrows = int(np.ceil(b / ncols))
+    if scale > 1:
+        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+        h, w = h * scale, w * scale
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for k in range(b):
+        r, q = divmod(k, ncols)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = images[k]
+    return grid
+
+
+def save_png(img: np.ndarray, path: str | os.PathLike) -> None:
+    """uint8 [H, W, C] (C = 1 or 3) -> PNG."""
+    from PIL import Image
+
+    Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(path)
+
+
+def save_grid(images: torch.Tensor, bits: int, path: str | os.PathLike, scale: int = 2) -> Path:
+    """Integer images [B, C, N, N] in [0, 2^bits) -> one PNG grid, each pixel drawn `scale` x `scale`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png(image_grid(to_uint8(images, bits), scale=scale), path)
+    return path
+
+
+def save_array(images: torch.Tensor, bits: int, path: str | os.PathLike) -> np.ndarray:
+    """Integer images [B, C, N, N] -> a .npy of their values (uint8 up to 8 bits, else uint16); returns the array."""
+    arr = images.cpu().numpy().astype(np.uint8 if bits <= 8 else np.uint16)
+    np.save(path, arr)
+    return arr
 
 
 def write_sample_grid(
@@ -36,14 +66,15 @@ def write_sample_grid(
     progress: bool = False,
     cond_images: torch.Tensor | None = None,
 ) -> Path:
-    """Samples n images into a PNG grid; an upscaling stage is conditioned on `cond_images` (uint8 [n, C, N, N])."""
+    """Samples n images into a PNG grid; a model that needs_conditioning() is conditioned on `cond_images` (uint8
+    [n, C, N, N], reduced to the model's bits) through its conditioning_inputs()."""
     g = torch.Generator(device=device).manual_seed(seed)
-    kw: dict[str, Any] = {"progress": progress} if "progress" in inspect.signature(model.sample).parameters else {}
+    kw: dict[str, Any] = {}
     if cond_images is not None:
-        kw.update({k: v.to(device) for k, v in conditioning(model.config, cond_images[:n]).items()})
-    x = model.sample(n, generator=g, **kw)
-    save_png(image_grid(to_uint8(x, model.config.bits), scale=2), path)
-    return path
+        cond = model.conditioning_inputs(quantize(cond_images[:n], model.config.bits))
+        kw = {k: v.to(device) for k, v in cond.items()}
+    x = model.sample(n, generator=g, progress=progress, **kw)
+    return save_grid(x, model.config.bits, path)
 
 
 def plot_loss_curve(records: list[dict[str, Any]], path: Path) -> Path | None:

@@ -1,6 +1,6 @@
 """Multidimensional upscaling: a chain of SPNs that grows an image in size, then in depth.
 
-The paper's chain (from paper.md, [secondary]): (a) an SPN on the small, low-depth image; (b) a
+The paper's chain (Menick & Kalchbrenner 2019): (a) an SPN on the small, low-depth image; (b) a
 size-upscaling SPN (first_slice_given) whose slice 0 is (a)'s image; (c) a depth-upscaling SPN (cond_bits)
 whose high bits are (b)'s image. Any prefix of such a chain is a Pipeline. Our generalisation: after the first
 stage, each stage is either a size or a depth upscaler and must fit the previous stage's output.
@@ -78,8 +78,17 @@ class Pipeline(nn.Module):
         """The last stage's config (the final image's size, depth and channels)."""
         return self.stages[-1].config
 
-    def _inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The image each stage sees, last to first, from the final image x."""
+    def needs_conditioning(self) -> bool:
+        """False: the first stage is unconditional and each later stage is conditioned on the one before."""
+        return False
+
+    def conditioning_inputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{}: a pipeline's samples need no image to condition on (see needs_conditioning)."""
+        return {}
+
+    def stage_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The image each stage models, first stage first, from final images x [B, C, N, N]: slice 0 below a size
+        upscaler, the high bits below a depth upscaler."""
         xs = [x]
         for st in reversed(self.stages[1:]):
             cfg, y = st.config, xs[0]
@@ -90,12 +99,22 @@ class Pipeline(nn.Module):
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log p(x) in nats, float64 [B], of final images x [B, C, N, N] in [0, 2^bits)."""
         x = self.stages[-1].check_image(x)
-        return sum(st.log_prob(xi) for st, xi in zip(self.stages, self._inputs(x)))
+        return sum(st.log_prob(xi) for st, xi in zip(self.stages, self.stage_inputs(x)))
 
     def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
         """-log2 p(x) / (C N N), float64 [B]: per sub-pixel of the final image."""
         cfg = self.config
         return -self.log_prob(x) / (cfg.channels * cfg.image_size**2 * math.log(2))
+
+    def stage_bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+        """float64 [B, S + 1]: each stage's bits per its own modelled dim, then the whole pipeline's per dim of the
+        final image (the last column equals bits_per_dim(x))."""
+        x = self.stages[-1].check_image(x)
+        cols = [st.bits_per_dim(xi) for st, xi in zip(self.stages, self.stage_inputs(x))]
+        dims = [st.config.modeled_dims for st in self.stages]
+        cfg = self.config
+        total = sum(c * d for c, d in zip(cols, dims)) / (cfg.channels * cfg.image_size**2)
+        return torch.stack([*cols, total], 1)
 
     def sample(
         self,

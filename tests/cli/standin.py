@@ -1,5 +1,6 @@
-"""A tiny stand-in for spn.SPN with the same interface (config, log_prob, bits_per_dim, loss, sample), so the data,
-checkpoint and training code can be tested in isolation and fast. Test-only: never imported by the package."""
+"""A tiny stand-in for spn.SPN with the same interface (config, log_prob, bits_per_dim, loss, sample,
+needs_conditioning), so the data, checkpoint and training code can be tested in isolation and fast. Test-only: never
+imported by the package."""
 
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ class StandIn(nn.Module):
         # Randomness like the real model's random target slice: noise on the loss weight from the global RNG.
         w = 1.0 + 0.01 * torch.rand(()) if slices_per_step else 1.0
         return (self.bits_per_dim(x) * w).mean().float()
+
+    def needs_conditioning(self) -> bool:
+        return False
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, generator=None, **kw) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from spn import data
+from spn import data, outputs
 
 
 def _rand_images(n, h, w, c, seed=0):
@@ -116,8 +116,8 @@ def test_quantize_and_view():
     x = torch.tensor([0, 31, 32, 255], dtype=torch.uint8).reshape(1, 1, 2, 2)
     q = data.quantize(x, 3)
     assert q.tolist() == [[[[0, 0], [1, 7]]]]
-    assert data.to_uint8(q, 3).reshape(-1).tolist() == [0, 0, 36, 255]
-    grid = data.image_grid(np.zeros((5, 4, 4, 3), np.uint8))
+    assert outputs.to_uint8(q, 3).reshape(-1).tolist() == [0, 0, 36, 255]
+    grid = outputs.image_grid(np.zeros((5, 4, 4, 3), np.uint8))
     assert grid.shape == (2 * 6 + 2, 3 * 6 + 2, 3)  # 5 images: 2 rows of 3
 
 

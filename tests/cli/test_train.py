@@ -12,6 +12,7 @@ import torch
 from spn import checkpoint as ck
 from spn import train as tr
 from spn.data import TensorImages
+from spn.evaluate import evaluate
 
 from .standin import StandIn, StandInConfig, build
 
@@ -62,7 +63,7 @@ def test_train_writes_everything(tmp_path):
     assert state["step"] == 8 and set(state) >= {"optimizer", "scheduler", "rng", "ema", "config", "train_args"}
     # load_checkpoint returns the EMA weights, which evaluate to the logged held-out bits/dim
     ema_model = ck.load_checkpoint(res.checkpoint, build=build)
-    ev = tr.evaluate(ema_model, _data(16, seed=1), bits=8)
+    ev = evaluate(ema_model, _data(16, seed=1), bits=8)
     assert ev["bpd"] == pytest.approx(res.eval_bpd, rel=1e-12)
 
 
