@@ -12,6 +12,8 @@ from typing import Optional
 
 from spn_kernels import BACKENDS
 
+from .heads import OUTPUTS
+
 
 @dataclass
 class SPNConfig:
@@ -37,6 +39,11 @@ class SPNConfig:
         kernel_size: odd kernel size of every masked convolution.
         heads: attention heads (must divide context_channels and decoder_channels where attention is used).
         head_channels: hidden width of the per-pixel channel head.
+        output: the per-sub-pixel distribution: "categorical" (the paper's 2^bits-way softmax) or
+            "logistic_mixture" (PixelCNN++'s discretised mixture of logistics; exact for every bit depth).
+        mixtures: mixture components per sub-pixel for output="logistic_mixture".
+        dropout: dropout probability inside the context network's residual blocks and the decoder's gated
+            blocks, in training only (log_prob in eval mode and sampling are deterministic).
     """
 
     image_size: int
@@ -54,6 +61,9 @@ class SPNConfig:
     kernel_size: int = 3
     heads: int = 2
     head_channels: int = 16
+    output: str = "categorical"
+    mixtures: int = 10
+    dropout: float = 0.0
     # Optional[str], not str | None: `spn train --set` reads the hints at run time (typing.get_type_hints), which
     # cannot evaluate X | None before Python 3.10.
     backend: Optional[str] = None  # noqa: UP045
@@ -138,6 +148,15 @@ class SPNConfig:
                 self.decoder_channels % self.heads == 0,
                 f"decoder_channels={self.decoder_channels} must be divisible by heads={self.heads}",
             )
+        need(self.output in OUTPUTS, f"output must be one of {OUTPUTS}, got {self.output!r}")
+        need(
+            isinstance(self.mixtures, int) and not isinstance(self.mixtures, bool) and self.mixtures >= 1,
+            f"mixtures must be an int >= 1, got {self.mixtures!r}",
+        )
+        need(
+            isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool) and 0 <= self.dropout < 1,
+            f"dropout must be a float in [0, 1), got {self.dropout!r}",
+        )
         need(
             self.backend is None or self.backend in BACKENDS,
             f"backend must be None or one of {BACKENDS}, got {self.backend!r}",

@@ -25,7 +25,7 @@ class ContextNetwork(nn.Module):
         in_ch = S2 * (C + 1) * (2 if cfg.cond_bits else 1)
         self.stem = nn.Conv2d(in_ch, D, 3, padding=1)
         self.meta = nn.Embedding(S2, D)
-        self.blocks = nn.ModuleList(ResBlock(D) for _ in range(cfg.context_blocks))
+        self.blocks = nn.ModuleList(ResBlock(D, cfg.dropout) for _ in range(cfg.context_blocks))
         self.attention = nn.ModuleList(
             TransformerBlock(D, cfg.heads, causal=False) for _ in range(cfg.context_attention)
         )

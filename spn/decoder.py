@@ -31,7 +31,7 @@ class SliceDecoder(nn.Module):
         C, D, n = cfg.channels, cfg.decoder_channels, cfg.slice_size
         self.channels, self.width, self.n, self.heads = C, D, n, cfg.heads
         self.blocks = nn.ModuleList(
-            GatedBlock(C if i == 0 else D, D, cond_ch, cfg.kernel_size, i == 0, cfg.backend)
+            GatedBlock(C if i == 0 else D, D, cond_ch, cfg.kernel_size, i == 0, cfg.backend, cfg.dropout)
             for i in range(cfg.decoder_blocks)
         )
         self.attention = nn.ModuleList(

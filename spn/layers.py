@@ -40,15 +40,17 @@ def shift_down(x: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------- context net
 class ResBlock(nn.Module):
-    """x + conv3x3(relu(conv3x3(relu(x)))), unmasked (the context network sees only known slices)."""
+    """x + conv3x3(dropout(relu(conv3x3(relu(x))))), unmasked (the context network sees only known slices)."""
 
-    def __init__(self, d: int) -> None:
+    def __init__(self, d: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(d, d, 3, padding=1)
         self.conv2 = nn.Conv2d(d, d, 3, padding=1)
+        self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, D, n, n] -> [B, D, n, n]
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+        inner = F.dropout(F.relu(self.conv1(F.relu(x))), self.dropout, self.training)
+        return x + self.conv2(inner)
 
 
 class SelfAttention(nn.Module):
@@ -113,11 +115,14 @@ class GatedBlock(nn.Module):
     rows < r of the vertical stack, so position (r, c) sees every earlier row plus the row's left part
     (mask "A" in the first block: not the position itself; "B" later: the previous layer's same position,
     which itself saw only earlier pixels). Outputs: v' = gate(vp) (+ v), h' = W_o gate(hp) (+ h).
+    In training, dropout acts on both gated activations (the step methods are the eval-mode network).
     """
 
-    def __init__(self, c_in: int, d: int, cond_ch: int, k: int, first: bool, backend: str | None) -> None:
+    def __init__(
+        self, c_in: int, d: int, cond_ch: int, k: int, first: bool, backend: str | None, dropout: float = 0.0
+    ) -> None:
         super().__init__()
-        self.first = first
+        self.first, self.dropout = first, dropout
         self.vconv = MaskedConv2d(c_in, 2 * d, k, "V", backend=backend)
         self.hconv = MaskedConv2d(c_in, 2 * d, k, "A" if first else "B", backend=backend)
         # No bias: the shifted-in row 0 is zeros and must stay zeros through this 1x1 (the step relies on it).
@@ -130,7 +135,8 @@ class GatedBlock(nn.Module):
         """v, h [B, c_in, n, n], cond [B, cond_ch, n, n] -> v', h' [B, d, n, n]."""
         vp = self.vconv(v) + self.vcond(cond)
         hp = self.hconv(h) + self.v2h(shift_down(vp)) + self.hcond(cond)
-        v_out, h_out = gate(vp), self.hout(gate(hp))
+        drop = self.dropout if self.training else 0.0
+        v_out, h_out = F.dropout(gate(vp), drop), self.hout(F.dropout(gate(hp), drop))
         if not self.first:
             v_out, h_out = v_out + v, h_out + h
         return v_out, h_out
@@ -170,33 +176,3 @@ class GatedBlock(nn.Module):
         hp = self.hconv.step(cache.h_in, h_pix, row, col) + cache.above[:, :, col] + cache.cond_h[:, :, row, col]
         h_out = pointwise(self.hout, gate(hp))
         return h_out if self.first else h_out + cache.h_in[:, :, row, col]
-
-
-class ChannelHead(nn.Module):
-    """Per-pixel categorical over 2^bits values for channel c from the pixel's hidden state and channels < c.
-
-    z_c = W_h hidden + sum_{c' < c} U[c, c'] value_{c'} + b_c;  logits_c = V_c relu(z_c) + a_c.
-    Values enter scaled to [-1, 1] (our choice; an embedding table would grow as 2^bits). The strictly lower
-    triangular U keeps the spatial network's masks purely spatial.
-    """
-
-    def __init__(self, d: int, channels: int, hidden: int, classes: int) -> None:
-        super().__init__()
-        self.channels = channels
-        self.inp = nn.Linear(d, hidden, bias=False)
-        self.prev = nn.Parameter(torch.randn(channels, channels, hidden) / math.sqrt(max(channels, 1)))
-        self.bias = nn.Parameter(torch.zeros(channels, hidden))
-        self.out_w = nn.Parameter(torch.randn(channels, classes, hidden) / math.sqrt(hidden))
-        self.out_b = nn.Parameter(torch.zeros(channels, classes))
-        self.register_buffer("tri", torch.ones(channels, channels).tril(-1), persistent=False)
-
-    def forward(self, hidden: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """hidden [..., D], values [..., C] (scaled) -> logits [..., C, K] for every channel."""
-        u = self.prev * self.tri[:, :, None].to(self.prev.dtype)  # [C, C', Dh]
-        z = self.inp(hidden)[..., None, :] + torch.einsum("...k,ckh->...ch", values, u) + self.bias  # [..., C, Dh]
-        return torch.einsum("...ch,ckh->...ck", F.relu(z), self.out_w) + self.out_b
-
-    def channel(self, base: torch.Tensor, values: torch.Tensor, c: int) -> torch.Tensor:
-        """Logits [B, K] of channel c; base = self.inp(hidden) [B, Dh], values [B, C] (only < c are read)."""
-        z = base + values[:, :c] @ self.prev[c, :c] + self.bias[c]  # [B, Dh]
-        return F.linear(F.relu(z), self.out_w[c], self.out_b[c])

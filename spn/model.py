@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import spn_kernels as sk
@@ -21,7 +20,7 @@ import spn_kernels as sk
 from .config import SPNConfig
 from .context import ContextNetwork
 from .decoder import SliceDecoder
-from .layers import ChannelHead
+from .heads import build_head
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -74,7 +73,9 @@ class SPN(nn.Module):
         # depth upscaling (our choice: the most informative part of the condition, handed over directly).
         self.cond_channels = cfg.context_channels + (cfg.channels if cfg.cond_bits else 0)
         self.decoder = SliceDecoder(cfg, self.cond_channels)
-        self.head = ChannelHead(cfg.decoder_channels, cfg.channels, cfg.head_channels, cfg.num_classes)
+        self.head = build_head(
+            cfg.output, cfg.decoder_channels, cfg.channels, cfg.head_channels, cfg.num_classes, cfg.mixtures
+        )
 
     # ------------------------------------------------------------------------------------------ helpers
     @property
@@ -116,7 +117,8 @@ class SPN(nn.Module):
 
     def slice_logits(self, target: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits of a slice: target int64 [B, C, n, n], cond [B, cond_ch, n, n] ->
-        [B, n, n, C, K] (pixel-last; K = 2^(bits - cond_bits))."""
+        [B, n, n, C, K] (pixel-last; K = 2^(bits - cond_bits)). For output="logistic_mixture" the rows are
+        normalised log-probabilities."""
         xs = scale(target, self.config.model_bits, self.dtype)
         hidden = self.decoder(xs, cond)  # [B, D, n, n]
         return self.head(hidden.permute(0, 2, 3, 1), xs.permute(0, 2, 3, 1))
@@ -124,9 +126,9 @@ class SPN(nn.Module):
     def _slice_log_prob(self, low: torch.Tensor, high: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor:
         """log p(slice t[b] | its conditions) per sub-pixel: [B, n, n, C] in the model's dtype."""
         target = _pick(sk.subscale_split(low, self.config.subscale, backend=self.config.backend), t)
-        logits = self.slice_logits(target, self.condition(low, high, t))
-        idx = target.permute(0, 2, 3, 1)[..., None]  # [B, n, n, C, 1]
-        return F.log_softmax(logits, -1).gather(-1, idx)[..., 0]
+        xs = scale(target, self.config.model_bits, self.dtype)
+        hidden = self.decoder(xs, self.condition(low, high, t))  # [B, D, n, n]
+        return self.head.log_prob(hidden.permute(0, 2, 3, 1), xs.permute(0, 2, 3, 1), target.permute(0, 2, 3, 1))
 
     # ------------------------------------------------------------------------------------------ public API
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:

@@ -100,12 +100,17 @@ def sample(
 
         bar = tqdm(total=(cfg.num_slices - cfg.first_slice) * ns * ns * C, unit="sub-pixel", desc=f"sample {method}")
     state = _Sampler(model, temperature, generator, log_p, bar)
-    with torch.no_grad():
-        for k in range(cfg.first_slice, cfg.num_slices):
-            t = torch.full((n,), k, dtype=torch.int64, device=dev)
-            cond = model.condition(low, high, t)
-            values = state.cached_slice(cond) if method == "cached" else state.naive_slice(cond)
-            sk.slice_scatter_(low, values, s, k, backend=cfg.backend)
+    was_training = model.training
+    model.eval()  # dropout off: sampling is the deterministic eval-mode network, like the cached steps
+    try:
+        with torch.no_grad():
+            for k in range(cfg.first_slice, cfg.num_slices):
+                t = torch.full((n,), k, dtype=torch.int64, device=dev)
+                cond = model.condition(low, high, t)
+                values = state.cached_slice(cond) if method == "cached" else state.naive_slice(cond)
+                sk.slice_scatter_(low, values, s, k, backend=cfg.backend)
+    finally:
+        model.train(was_training)
     if bar is not None:
         bar.close()
     images = low if high is None else (high << cfg.model_bits) | low

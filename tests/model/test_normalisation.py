@@ -32,9 +32,14 @@ CASES = [
 ]
 
 
+HEADS = [dict(output="categorical"), dict(output="logistic_mixture", mixtures=3)]
+HEAD_IDS = ["categorical", "logistic"]
+
+
+@pytest.mark.parametrize("head", HEADS, ids=HEAD_IDS)
 @pytest.mark.parametrize("kw", [c[1] for c in CASES], ids=[c[0] for c in CASES])
-def test_probabilities_sum_to_one(kw):
-    cfg = SPNConfig(**kw, **NARROW)
+def test_probabilities_sum_to_one(kw, head):
+    cfg = SPNConfig(**kw, **NARROW, **head, dropout=0.3)  # eval mode: dropout must not break normalisation
     model = SPN(cfg).double().eval()
     C, N, s, mb = cfg.channels, cfg.image_size, cfg.subscale, cfg.model_bits
     free = torch.ones(C, N, N, dtype=torch.bool)
@@ -51,10 +56,11 @@ def test_probabilities_sum_to_one(kw):
         assert abs(total - 1) < 1e-6, total
 
 
-def test_pipeline_probabilities_sum_to_one():
-    base = SPN(SPNConfig(image_size=1, channels=1, bits=1, subscale=1))
-    size = SPN(SPNConfig(image_size=2, channels=1, bits=1, subscale=2, first_slice_given=True, **ATTN))
-    depth = SPN(SPNConfig(image_size=2, channels=1, bits=2, subscale=2, cond_bits=1))
+@pytest.mark.parametrize("head", HEADS, ids=HEAD_IDS)
+def test_pipeline_probabilities_sum_to_one(head):
+    base = SPN(SPNConfig(image_size=1, channels=1, bits=1, subscale=1, **head))
+    size = SPN(SPNConfig(image_size=2, channels=1, bits=1, subscale=2, first_slice_given=True, **ATTN, **head))
+    depth = SPN(SPNConfig(image_size=2, channels=1, bits=2, subscale=2, cond_bits=1, **head))
     pipe = Pipeline([base, size, depth]).double()
     x = enumerate_images(torch.zeros(1, 2, 2, dtype=torch.int64), torch.ones(1, 2, 2, dtype=torch.bool), 4)
     with torch.no_grad():

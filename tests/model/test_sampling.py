@@ -35,9 +35,14 @@ def conditioning(cfg: SPNConfig, n: int, seed: int = 1) -> dict:
     return kw
 
 
+HEADS = [dict(output="categorical"), dict(output="logistic_mixture", mixtures=3)]
+HEAD_IDS = ["categorical", "logistic"]
+
+
+@pytest.mark.parametrize("head", HEADS, ids=HEAD_IDS)
 @pytest.mark.parametrize("kw", [c[1] for c in CASES], ids=[c[0] for c in CASES])
-def test_cached_equals_naive(kw):
-    cfg = SPNConfig(**kw)
+def test_cached_equals_naive(kw, head):
+    cfg = SPNConfig(**kw, **head)
     model = SPN(cfg).double().eval()  # float64 logits: rounding differences cannot flip a draw
     cond = conditioning(cfg, 3)
     out = {}
@@ -60,9 +65,10 @@ def test_cached_equals_naive(kw):
         assert torch.equal(images >> cfg.model_bits, cond["high_bits"])
 
 
+@pytest.mark.parametrize("head", HEADS, ids=HEAD_IDS)
 @pytest.mark.parametrize("kw", [c[1] for c in CASES], ids=[c[0] for c in CASES])
-def test_sampled_log_prob_equals_log_prob(kw):
-    cfg = SPNConfig(**kw)
+def test_sampled_log_prob_equals_log_prob(kw, head):
+    cfg = SPNConfig(**kw, **head)
     model = SPN(cfg).eval()  # float32, random weights
     images, lp = model.sample(
         4, temperature=1.5, generator=torch.Generator().manual_seed(3), return_log_prob=True, **conditioning(cfg, 4)
@@ -71,10 +77,11 @@ def test_sampled_log_prob_equals_log_prob(kw):
         torch.testing.assert_close(lp, model.log_prob(images), rtol=1e-5, atol=0)
 
 
-def test_pipeline_cached_equals_naive_and_log_prob():
-    base = SPN(SPNConfig(image_size=4, channels=3, bits=2, subscale=2, **ATTN))
-    size = SPN(SPNConfig(image_size=8, channels=3, bits=2, subscale=2, first_slice_given=True))
-    depth = SPN(SPNConfig(image_size=8, channels=3, bits=4, subscale=2, cond_bits=2, decoder_attention=1))
+@pytest.mark.parametrize("head", HEADS, ids=HEAD_IDS)
+def test_pipeline_cached_equals_naive_and_log_prob(head):
+    base = SPN(SPNConfig(image_size=4, channels=3, bits=2, subscale=2, **ATTN, **head))
+    size = SPN(SPNConfig(image_size=8, channels=3, bits=2, subscale=2, first_slice_given=True, **head))
+    depth = SPN(SPNConfig(image_size=8, channels=3, bits=4, subscale=2, cond_bits=2, decoder_attention=1, **head))
     pipe = Pipeline([base, size, depth]).double().eval()
     a, lp_a = pipe.sample(2, generator=torch.Generator().manual_seed(5), return_log_prob=True)
     b, lp_b = pipe.sample(2, generator=torch.Generator().manual_seed(5), return_log_prob=True, method="naive")
@@ -116,6 +123,18 @@ def test_generator_reproducibility_and_temperature():
     # A tiny temperature samples the mode of each conditional: every image is the same greedy decode.
     cold = model.sample(3, temperature=1e-6, generator=torch.Generator().manual_seed(1))
     assert torch.equal(cold[0], cold[1]) and torch.equal(cold[0], cold[2])
+
+
+def test_sampling_is_deterministic_with_dropout_and_keeps_the_mode():
+    model = SPN(SPNConfig(image_size=4, channels=3, bits=3, subscale=2, dropout=0.5)).train()
+    a = model.sample(2, generator=torch.Generator().manual_seed(4))
+    b = model.sample(2, generator=torch.Generator().manual_seed(4), method="naive")
+    assert torch.equal(a, b) and model.training  # dropout off while sampling, training mode restored
+    x = torch.randint(0, 8, (2, 3, 4, 4))
+    with torch.no_grad():
+        assert not torch.equal(model.log_prob(x), model.log_prob(x))  # training mode: dropout acts
+        model.eval()
+        assert torch.equal(model.log_prob(x), model.log_prob(x))
 
 
 def test_progress_bar(capsys):
