@@ -73,7 +73,9 @@ def parse_value(text: str, kind: Any, optional: bool = False) -> Any:
     raise ValueError(f"cannot parse a value of type {kind}")
 
 
-def _dataset(a: argparse.Namespace, path: str, split: str, size: int, channels: int, held_out: bool = True):
+def _dataset(
+    a: argparse.Namespace, path: str, split: str, size: int, channels: int, held_out: bool = True, augment=None
+):
     return D.build_dataset(
         path,
         split,
@@ -85,6 +87,7 @@ def _dataset(a: argparse.Namespace, path: str, split: str, size: int, channels: 
         held_out=held_out,
         on_bad_image=getattr(a, "on_bad_image", "skip"),
         subsample=getattr(a, "subsample", 1) or 1,
+        augment=augment,
     )
 
 
@@ -140,7 +143,11 @@ def cmd_train(a: argparse.Namespace) -> int:
         eval_set = _dataset(a, a.eval_data, "test", cfg.image_size, cfg.channels, held_out=False)
     else:
         eval_set = _dataset(a, a.data, "test", cfg.image_size, cfg.channels)
-    train_set = _dataset(a, a.data, "train", cfg.image_size, cfg.channels, held_out=not a.eval_data)
+    try:
+        augment = D.Augment(hflip=a.hflip, max_scale=a.crop_scale) if a.hflip or a.crop_scale != 1 else None
+    except ValueError as e:
+        raise SystemExit(f"spn train: --crop-scale: {e}") from None
+    train_set = _dataset(a, a.data, "train", cfg.image_size, cfg.channels, held_out=not a.eval_data, augment=augment)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params:,} parameters; {cfg}")
     log(f"data: {a.data} -> {len(train_set)} train / {len(eval_set)} held-out images per epoch")
@@ -303,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-data", default=None, help="separate held-out data (default: the held-out split of --data)")
     t.add_argument("--crop", choices=["center", "random"], default=None, help="image-folder crops (default: random "
                    "for training, center for evaluation)")  # fmt: skip
+    t.add_argument("--hflip", action="store_true", help="augment training crops: mirror half of them left-right")
+    t.add_argument("--crop-scale", type=float, default=1.0, metavar="S", help="augment training crops: each is a "
+                   "square of side log-uniform in [N, S*N], resized to N (1: native-resolution crops)")  # fmt: skip
     _add_train_flags(t, "data")
     m = t.add_argument_group("model (default: preset cpu_demo; with --resume: the checkpoint's config)")
     m.add_argument("--preset", default=None, help="a preset from spn.configs (python -m spn.configs lists them)")
@@ -327,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "first stage first")  # fmt: skip
     _add_data_flags(e)
     e.add_argument("--split", choices=["test", "train"], default="test", help="which split of --data")
+    e.add_argument("--crop", choices=["center", "grid"], default=None, help="image-folder images: one centre crop "
+                   "resized to N, or every non-overlapping N x N crop at native resolution")  # fmt: skip
     e.add_argument("--no-held-out", action="store_true", help="use all of a folder/array --data (no 5%% split)")
     e.add_argument("--batch-size", type=int, default=64, help="images per batch")
     e.add_argument("--max-images", type=int, default=None, help="evaluate on this many evenly spaced images")

@@ -15,6 +15,10 @@ model's bit depth. Sources:
 - CIFAR-10 python batches: the directory `cifar-10-batches-py` (data_batch_1..5 = train, test_batch = test).
 
 Randomness is a pure function of (seed, epoch, index) so a resumed run sees exactly the same crops.
+
+Training data can be augmented (`Augment`; never the held-out split): horizontal flips, and random-resized crops, a
+square of random side between N and max_scale * N (log-uniform, clipped to the image) resized to N, so that one
+photograph yields many content scales. The augmentation draws come after the crop's own, from the same generator.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import pickle
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +67,31 @@ def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng([int(k) & 0xFFFFFFFF for k in key])
 
 
+@dataclass(frozen=True)
+class Augment:
+    """Training-time augmentation: `hflip` mirrors half the crops left-right; `max_scale` > 1 makes every crop a
+    square of side log-uniform in [N, max_scale * N] (clipped to the image), resized to N."""
+
+    hflip: bool = False
+    max_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hflip, bool):
+            raise ValueError(f"hflip must be a bool, got {self.hflip!r}")
+        if not isinstance(self.max_scale, (int, float)) or not 1.0 <= self.max_scale < float("inf"):
+            raise ValueError(f"max_scale must be a finite number >= 1, got {self.max_scale!r}")
+
+    def side(self, rng: np.random.Generator, size: int, largest: int) -> int:
+        """The crop side for an output of size x size from an image whose shorter side is `largest`."""
+        lo, hi = min(size, largest), min(largest, self.max_scale * size)
+        if self.max_scale <= 1.0 or hi <= lo:
+            return lo
+        return int(min(hi, max(lo, round(float(np.exp(rng.uniform(np.log(lo), np.log(hi))))))))
+
+    def flip(self, rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+        return img[:, ::-1] if self.hflip and rng.random() < 0.5 else img
+
+
 def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
     """[H, W, c] or [H, W] uint8 -> [H, W, channels] uint8 (RGB->gray by ITU-R 601 luma, gray->RGB by copy,
     alpha dropped)."""
@@ -82,7 +112,7 @@ def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
     raise ValueError(f"cannot convert an image with {c} channels to {channels} channels")
 
 
-def _load_image_file(path: str | os.PathLike, channels: int) -> np.ndarray:
+def load_image(path: str | os.PathLike, channels: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
@@ -126,17 +156,20 @@ def load_photos(split: str, channels: int = 3) -> dict[str, np.ndarray]:
         path = root / PHOTO_FILES[name]
         if not path.is_file():
             raise RuntimeError(f"{path} is missing: this scikit-image wheel does not ship {name!r}")
-        out[name] = _load_image_file(path, channels)
+        out[name] = load_image(path, channels)
     return out
 
 
 class RandomCrops(Dataset):
     """`length` random size x size crops per epoch from in-memory images, each image equally likely.
 
-    Item i of epoch e is a pure function of (seed, e, i).
+    Item i of epoch e is a pure function of (seed, e, i). `augment`: see Augment.
     """
 
-    def __init__(self, images: Sequence[np.ndarray], size: int, length: int, seed: int = 0):
+    def __init__(
+        self, images: Sequence[np.ndarray], size: int, length: int, seed: int = 0, augment: Augment | None = None
+    ):
+        self.augment = augment or Augment()
         if not images:
             raise ValueError("RandomCrops needs at least one image")
         for k, im in enumerate(images):
@@ -153,9 +186,12 @@ class RandomCrops(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         rng = _rng(self.seed, self.epoch, i)
         im = self.images[int(rng.integers(len(self.images)))]
-        y = int(rng.integers(im.shape[0] - self.size + 1))
-        x = int(rng.integers(im.shape[1] - self.size + 1))
-        return _hwc_to_tensor(im[y : y + self.size, x : x + self.size])
+        aug = self.augment
+        side = aug.side(rng, self.size, min(im.shape[:2])) if aug.max_scale > 1 else self.size
+        y = int(rng.integers(im.shape[0] - side + 1))
+        x = int(rng.integers(im.shape[1] - side + 1))
+        crop = _resize_square(im[y : y + side, x : x + side], self.size)
+        return _hwc_to_tensor(aug.flip(rng, crop))
 
 
 def grid_crops(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
@@ -203,9 +239,11 @@ class ImageFolder(Dataset):
         crop: str = "center",
         seed: int = 0,
         on_bad_image: str = "skip",
+        augment: Augment | None = None,
     ):
+        self.augment = augment or Augment()
         if crop not in ("center", "random"):
-            raise ValueError(f"crop must be 'center' or 'random', got {crop!r}")
+            raise ValueError(f"crop must be 'center' or 'random' (or 'grid' through build_dataset), got {crop!r}")
         if on_bad_image not in ("skip", "fail"):
             raise ValueError(f"on_bad_image must be 'skip' or 'fail', got {on_bad_image!r}")
         self.on_bad_image = on_bad_image
@@ -234,7 +272,7 @@ class ImageFolder(Dataset):
             if str(path) in self.bad:
                 continue
             try:
-                return _load_image_file(path, self.channels)
+                return load_image(path, self.channels)
             except (OSError, SyntaxError, ValueError) as e:  # what PIL raises for unreadable/corrupt/truncated data
                 reason = f"{type(e).__name__}: {e}"
                 if self.on_bad_image == "fail":
@@ -252,10 +290,13 @@ class ImageFolder(Dataset):
         side = min(h, w)
         if self.crop == "center":
             y, x = (h - side) // 2, (w - side) // 2
-        else:
-            rng = _rng(self.seed, self.epoch, i)
-            y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-        return _hwc_to_tensor(_resize_square(img[y : y + side, x : x + side], self.size))
+            return _hwc_to_tensor(_resize_square(img[y : y + side, x : x + side], self.size))
+        rng = _rng(self.seed, self.epoch, i)
+        if self.augment.max_scale > 1:
+            side = self.augment.side(rng, self.size, side)
+        y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+        crop = _resize_square(img[y : y + side, x : x + side], self.size)
+        return _hwc_to_tensor(self.augment.flip(rng, crop))
 
 
 class Subsampled(Dataset):
@@ -357,6 +398,20 @@ def detect_format(path: str) -> str:
     return "folder"
 
 
+def _decode_all(files: Sequence[Path], channels: int, on_bad_image: str) -> list[np.ndarray]:
+    out = []
+    for path in files:
+        try:
+            out.append(load_image(path, channels))
+        except (OSError, SyntaxError, ValueError) as e:
+            if on_bad_image == "fail":
+                raise BadImageError(f"cannot decode image file {path}: {type(e).__name__}: {e}") from e
+            warnings.warn(f"skipping unreadable image file {path} ({type(e).__name__}: {e})", stacklevel=3)
+    if not out:
+        raise BadImageError(f"none of the {len(files)} image files can be decoded (first: {files[0]})")
+    return out
+
+
 def _split_tail(n: int, split: str) -> slice:
     n_test = max(1, int(round(n * HELD_OUT_FRACTION))) if n > 1 else 0
     return slice(0, n - n_test) if split == "train" else slice(n - n_test, n)
@@ -375,6 +430,7 @@ def build_dataset(
     held_out: bool = True,
     on_bad_image: str = "skip",
     subsample: int = 1,
+    augment: Augment | None = None,
 ) -> Dataset:
     """One split ("train" or "test") of a data source; see the module docstring for the formats.
 
@@ -383,7 +439,10 @@ def build_dataset(
     (for a separate --eval-data path). Crops default to random for train and centre for test. `on_bad_image`
     ("skip" or "fail") says what an image folder does with a file it cannot decode (see ImageFolder).
     `subsample=k > 1` loads the images at k * image_size and keeps every k-th pixel (see Subsampled).
+    `augment` applies to the random crops of the train split (photos, folders); the test split is never augmented.
     """
+    if augment is not None and split != "train":
+        raise ValueError(f"augment is for the train split only (evaluation data stays as it is), got split={split!r}")
     if subsample > 1:
         base = build_dataset(
             path,
@@ -396,16 +455,19 @@ def build_dataset(
             photo_crops_per_epoch=photo_crops_per_epoch,
             held_out=held_out,
             on_bad_image=on_bad_image,
+            augment=augment,
         )
         return Subsampled(base, subsample)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     fmt = detect_format(path) if fmt == "auto" else fmt
     crop = crop or ("random" if split == "train" else "center")
+    if crop == "grid" and fmt != "folder":
+        raise ValueError(f"crop='grid' is for image folders, got a {fmt!r} source")
     if fmt == "photos":
         images = list(load_photos(split, channels).values())
         if split == "train":
-            return RandomCrops(images, image_size, photo_crops_per_epoch, seed)
+            return RandomCrops(images, image_size, photo_crops_per_epoch, seed, augment)
         return TensorImages(grid_crops(images, image_size))
     if fmt == "cifar10":
         return ArrayImages(_load_cifar(Path(path), split), image_size, channels)
@@ -424,7 +486,11 @@ def build_dataset(
             raise ValueError(f"--data {path!r}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
         if held_out:
             files = files[_split_tail(len(files), split)]
-        return ImageFolder(files, image_size, channels, crop=crop, seed=seed, on_bad_image=on_bad_image)
+        if crop == "grid":
+            return TensorImages(grid_crops(_decode_all(files, channels, on_bad_image), image_size))
+        return ImageFolder(
+            files, image_size, channels, crop=crop, seed=seed, on_bad_image=on_bad_image, augment=augment
+        )
     raise ValueError(f"unknown data format {fmt!r}; expected auto, photos, folder, array or cifar10")
 
 

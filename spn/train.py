@@ -68,6 +68,11 @@ class TrainArgs:
     eval_max_images: Optional[int] = option(  # noqa: UP045
         None, "evaluate on this many evenly spaced held-out images", "evaluation"
     )
+    eval_every_max_images: Optional[int] = option(  # noqa: UP045
+        None,
+        "the periodic evals score this many evenly spaced held-out images (default: as the final one)",
+        "evaluation",
+    )
     eval_batch_size: int = option(64, "eval batch per rank", "evaluation")
     sample_every: int = option(0, "sample-grid period (0: at the end; -1: never)", "evaluation")
     n_samples: int = option(16, "images per sample grid", "evaluation")

@@ -479,7 +479,7 @@ class Trainer:
 
     def maybe_eval(self) -> None:
         if self._due(self.args.eval_every):
-            self.evaluate()
+            self.evaluate(self.args.eval_every_max_images or self.args.eval_max_images)
 
     def maybe_sample(self) -> None:
         if self._due(self.args.sample_every):
@@ -490,8 +490,9 @@ class Trainer:
             self.save()
 
     # ------------------------------------------------------------------------------------------ the actions
-    def evaluate(self) -> None:
-        """Held-out bits/dim of the EMA weights (on every rank), logged to metrics.jsonl and the loss curve."""
+    def evaluate(self, max_images: int | None = None) -> None:
+        """Held-out bits/dim of the EMA weights (on every rank) on `max_images` evenly spaced held-out images
+        (default: --eval-max-images), logged to metrics.jsonl and the loss curve."""
         if self.eval_set is None:
             return
         a = self.args
@@ -501,7 +502,7 @@ class Trainer:
             bits=self.bits,
             batch_size=a.eval_batch_size,
             device=self.device,
-            max_images=a.eval_max_images,
+            max_images=max_images or a.eval_max_images,
             progress=a.progress,
         )
         self.last_eval = r
