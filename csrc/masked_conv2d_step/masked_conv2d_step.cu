@@ -1,5 +1,6 @@
 // CUDA kernel of masked_conv2d_step: one cached step of the masked convolution (the sampler's inner loop).
-// Semantics: spn_kernels/masked_conv/ref.py (masked_conv2d_step_ref, conv_mask).
+// Semantics: spn_kernels/ops/masked_conv2d_step/ref.py (masked_conv2d_step_ref) and conv_mask in
+// spn_kernels/ops/masked_conv2d/ref.py.
 //
 // A step is a tiny GEMV: out[b, o] = bias[o] + sum over (ci, dy, dx) of w[o, ci, dy, dx] * cache[b, ci, row -
 // p + dy, col - p + dx], over the k//2 + 1 rows x k columns the mask can see. Its cost is latency, so one
@@ -21,7 +22,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "params.h"
+#include "cuda/params.h"
 
 namespace spn {
 namespace cuda {

@@ -1,6 +1,6 @@
 // CPU kernel of masked_conv2d_step: one cached step of masked_conv2d (spec: masked_conv2d_step_ref in
-// spn_kernels/masked_conv/ref.py). The cache is the layer's whole input map [B, C_in, H, W]; a step reads
-// only the window its mask can see and never touches the rest of the image.
+// spn_kernels/ops/masked_conv2d_step/ref.py). The cache is the layer's whole input map [B, C_in, H, W]; a step
+// reads only the window its mask can see and never touches the rest of the image.
 //
 // Masks "A"/"B" (output at one position for the whole batch):
 //   1. list the unmasked taps of rows 0..p that fall inside the image (edges clip the list, so no zero
@@ -23,7 +23,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "common.h"
+#include "checks.h"
+#include "masks.h"
 
 namespace spn {
 namespace {
@@ -202,27 +203,9 @@ at::Tensor masked_conv2d_step_cpu(at::Tensor& cache, const std::optional<at::Ten
                                   std::string_view mask_type, int64_t color_groups) {
   const char* op = "masked_conv2d_step";
   const MaskType mt = parse_mask_type(mask_type, op);
-  check_conv_params(weight, bias, mt, color_groups, op);
-  TORCH_CHECK_VALUE(cache.dim() == 4, op, ": cache must be 4-D [B, C_in, H, W], got shape ", cache.sizes());
-  const int64_t B = cache.size(0), C_in = cache.size(1), H = cache.size(2), W = cache.size(3);
-  TORCH_CHECK_VALUE(C_in == weight.size(1), op, ": cache has ", C_in, " channels but weight expects C_in=",
-                    weight.size(1), ": cache ", cache.sizes(), ", weight ", weight.sizes());
-  TORCH_CHECK_VALUE(cache.scalar_type() == weight.scalar_type(), op, ": cache has dtype ", cache.scalar_type(),
-                    " but weight has dtype ", weight.scalar_type());
-  TORCH_CHECK_VALUE(row >= 0 && row < H, op, ": row must be in [0, ", H, ") for cache ", cache.sizes(), ", got row=",
-                    row);
-  TORCH_CHECK_VALUE(col >= 0 && col < W, op, ": col must be in [0, ", W, ") for cache ", cache.sizes(), ", got col=",
-                    col);
+  check_step(cache, x_new, weight, bias, row, col, mt, color_groups, op);
+  const int64_t B = cache.size(0), W = cache.size(3);
   if (x_new.has_value()) {
-    const bool ok = mt == MaskType::V
-                        ? (x_new->dim() == 3 && x_new->size(0) == B && x_new->size(1) == C_in && x_new->size(2) == W)
-                        : (x_new->dim() == 2 && x_new->size(0) == B && x_new->size(1) == C_in);
-    TORCH_CHECK_VALUE(ok, op, ": x_new must have shape ",
-                      mt == MaskType::V ? c10::str("(", B, ", ", C_in, ", ", W, ")")
-                                        : c10::str("(", B, ", ", C_in, ")"),
-                      " for mask '", std::string(mask_type), "' and cache ", cache.sizes(), ", got ", x_new->sizes());
-    TORCH_CHECK_VALUE(x_new->scalar_type() == cache.scalar_type(), op, ": x_new has dtype ", x_new->scalar_type(),
-                      " but cache has dtype ", cache.scalar_type());
     at::Tensor dst = cache.select(2, row);  // [B, C_in, W]
     if (mt != MaskType::V) dst = dst.select(2, col);
     dst.copy_(*x_new);

@@ -1,13 +1,13 @@
-// CPU kernels of masked_conv2d and masked_conv2d_backward. The spec is spn_kernels/masked_conv/ref.py.
+// CPU kernels of masked_conv2d and masked_conv2d_backward. The spec is spn_kernels/ops/masked_conv2d/ref.py.
 //
 // Every tap below the centre row is masked for all three masks, so the convolution is computed with only
 // rows 0..p (p = k/2) of the kernel, over the input padded by p zero rows on top, none below and p zero
 // columns on each side (the down-shifted convolution of PixelCNN++). That drops (p / k) of the taps with no waste of its own and
-// leaves the work to oneDNN's convolution (at::conv2d / at::convolution_backward), which on this
-// machine's AVX-512 runs at ~430 GFLOP/s on 2 cores for these shapes.
+// leaves the work to oneDNN's convolution (at::conv2d / at::convolution_backward), which runs at ~430 GFLOP/s
+// on 2 AVX-512 cores for these shapes.
 //
 // Why not gather only the unmasked taps and call at::mm (the remaining centre-row waste: mask A uses 4 of
-// the 6 taps at k = 3, 12 of 15 at k = 5, 24 of 28 at k = 7)? Measured on this machine (2-core AMD EPYC,
+// the 6 taps at k = 3, 12 of 15 at k = 5, 24 of 28 at k = 7)? Measured on a 2-core AMD EPYC (AVX-512,
 // B=16, C=128, 32x32): the BLAS behind at::mm (MKL) reaches ~200 GFLOP/s here, less than half of oneDNN's
 // rate, so the exact-tap GEMM loses before the im2col copy is paid (k = 3, mask A: 4-tap GEMM alone
 // 12.6 ms vs the 6-tap top-rows convolution 7.4 ms). Splitting the centre row into a second convolution
@@ -29,18 +29,11 @@
 #include <string_view>
 #include <tuple>
 
-#include "common.h"
+#include "checks.h"
+#include "masks.h"
 
 namespace spn {
 namespace {
-
-void check_conv_input(const at::Tensor& x, const at::Tensor& weight, const char* op) {
-  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D [B, C_in, H, W], got shape ", x.sizes());
-  TORCH_CHECK_VALUE(x.size(1) == weight.size(1), op, ": x has ", x.size(1), " channels but weight expects C_in=",
-                    weight.size(1), ": x ", x.sizes(), ", weight ", weight.sizes());
-  TORCH_CHECK_VALUE(x.scalar_type() == weight.scalar_type(), op, ": x has dtype ", x.scalar_type(),
-                    " but weight has dtype ", weight.scalar_type());
-}
 
 // [B, C, H, W] -> [B, C, H + top + bottom, W + 2 * side], zero padded; t itself when nothing is added.
 // The width padding is done here too, not by the convolution: oneDNN ran the padded-input, zero-padding
@@ -82,13 +75,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
   const MaskType mt = parse_mask_type(mask_type, op);
   check_conv_params(weight, std::nullopt, mt, color_groups, op);
   check_conv_input(x, weight, op);
-  TORCH_CHECK_VALUE(output_mask.size() == 3, op, ": output_mask must have 3 entries, got ", output_mask.size());
-  TORCH_CHECK_VALUE(grad_out.dim() == 4 && grad_out.size(0) == x.size(0) && grad_out.size(1) == weight.size(0) &&
-                        grad_out.size(2) == x.size(2) && grad_out.size(3) == x.size(3),
-                    op, ": grad_out must have shape [B, C_out, H, W]=(", x.size(0), ", ", weight.size(0), ", ",
-                    x.size(2), ", ", x.size(3), "), got ", grad_out.sizes());
-  TORCH_CHECK_VALUE(grad_out.scalar_type() == x.scalar_type(), op, ": grad_out has dtype ", grad_out.scalar_type(),
-                    " but x has dtype ", x.scalar_type());
+  check_conv_backward(grad_out, x, weight, output_mask.size(), op);
   const int64_t p = weight.size(2) / 2;
   const at::Tensor gy = grad_out.contiguous();
   at::Tensor gx, gw, gb;
