@@ -1,10 +1,11 @@
-"""Triton kernel + launcher of masked_conv2d_step (the sampler's cached step). ref.py is the spec.
+"""masked_conv2d_step (the sampler's cached step) in Triton: kernel, plan, launcher and the
+torch.ops.spn_triton.masked_conv2d_step op. Imported on first use of the Triton backend. ref.py is the spec.
 
 One launch does both halves of the op: it writes x_new into the cache and computes the output at (row, col)
 for the whole batch (mask "V": the whole row). The output is a small GEMM, M = B pixels (B*W for "V"),
 N = C_out, reduced over the kept taps x C_in (the same raster-order tap prefix as the convolution, see
-triton.py). Programs do not wait for each other's cache write: a tap that lands on a position being written
-reads x_new itself instead of the cache, so the result never depends on program order.
+masked_conv2d/triton.py). Programs do not wait for each other's cache write: a tap that lands on a position
+being written reads x_new itself instead of the cache, so the result never depends on program order.
 
 The kernel mutates the cache, so it is never autotuned (a benchmark re-run would write it again); its
 configuration comes from a fixed table. It reads the weight in its own [C_out, C_in, k, k] layout and
@@ -13,19 +14,21 @@ masks the grouped centre tap in registers, so a step launches exactly one kernel
 
 from __future__ import annotations
 
+from typing import Optional  # custom_op evaluates the annotations: `X | None` fails on Python 3.9
+
 import torch
 import triton
 import triton.language as tl
 
-from .._checks import check_step
-from .._triton_launch import interpreting, launch, pow2
-from .triton import kernel_flags, n_taps
+from ..._triton_launch import Launch, dot_precision, interpreting, launch, pow2
+from ..masked_conv2d.triton import kernel_flags, n_taps
+from .op import check, fake
 
-# GPU configurations, by reasoning for Hopper, unmeasured here (benchmarks/gpu_check.py times them).
+# GPU configurations, chosen by reasoning for Hopper; benchmarks/gpu_check.py times them.
 # A step is latency-bound: B=16 pixels x C_out=128 is far too little work to fill 132 SMs, so the tiles are
 # small to spread the weight reads (C_out x C_in x T, L2-resident between steps) over more programs, and the
 # whole C_in is one BK step per tap so each program runs only T loop iterations; 3 stages keep the next
-# taps' loads in flight. The reduction runs over (tap, channel) pairs flattened, as in triton.py.
+# taps' loads in flight. The reduction runs over (tap, channel) pairs flattened, as in masked_conv2d/triton.py.
 # "row" (mask V, M = B*W) is an ordinary small convolution tile.
 STEP_CONFIGS = {
     "pixel": dict(BM=16, BN=16, BK=128, num_warps=4, num_stages=3),
@@ -137,6 +140,52 @@ def _conv_step_kernel(
     tl.store(p_out, acc.to(out.dtype.element_ty), mask=m_m[:, None] & m_n[None, :])
 
 
+def plan(
+    cache: torch.Tensor,
+    x_new: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    row: int,
+    col: int,
+    mask_type: str,
+    color_groups: int,
+    config: str | None,
+    precision: str,
+) -> tuple[Launch, torch.Tensor]:
+    """The launch and its output [B, C_out, 1] (A/B) or [B, C_out, W] (V). config None picks one
+    (STEP_CONFIGS, or one tile under the interpreter); precision: tl.dot's input precision (dot_precision)."""
+    B, KC, H, W = cache.shape
+    NC, _, k, _ = weight.shape
+    T = n_taps(k, mask_type, color_groups)
+    is_v = mask_type == "V"
+    npix, col0 = (W, 0) if is_v else (1, col)
+    out = torch.empty(B, NC, npix, dtype=cache.dtype, device=cache.device)
+    if x_new is None:
+        xn, n_strides = cache, (0, 0, 0)
+    else:
+        xn = x_new
+        n_strides = tuple(x_new.stride()) if is_v else (*x_new.stride(), 0)
+    if config is None and interpreting() and cache.device.type == "cpu":
+        cfg = dict(
+            BM=pow2(B * npix, 16, 256), BN=pow2(NC, 16, 128), BK=pow2(T * KC, 16, 512), num_warps=4, num_stages=1
+        )
+    else:
+        cfg = STEP_CONFIGS[config or step_config(cache.dtype, mask_type)]
+    grid = (triton.cdiv(NC, cfg["BN"]), triton.cdiv(B * npix, cfg["BM"]))
+    args = (cache, xn, weight, bias if bias is not None else weight, out, B, KC, NC, W, T, k, k // 2, row, col0, npix)
+    args += (KC // color_groups, NC // color_groups, *cache.stride(), *n_strides, *weight.stride())
+    meta = dict(
+        IS_V=is_v,
+        HAS_NEW=x_new is not None,
+        GROUPED=color_groups > 1,
+        STRICT=mask_type == "A",
+        HAS_BIAS=bias is not None,
+        **kernel_flags(cache.dtype, precision),
+        **cfg,
+    )
+    return Launch(_conv_step_kernel, grid, args, meta), out
+
+
 def masked_conv2d_step(
     cache: torch.Tensor,
     x_new: torch.Tensor | None,
@@ -148,55 +197,28 @@ def masked_conv2d_step(
     color_groups: int,
     _config: str | None = None,
 ) -> torch.Tensor:
-    """Writes x_new into cache (in place, any layout), returns [B, C_out] (A/B) or [B, C_out, W] (V)."""
-    check_step(cache, x_new, weight, bias, row, col, mask_type, color_groups)
-    B, KC, H, W = cache.shape
-    NC, _, k, _ = weight.shape
-    is_v = mask_type == "V"
-    npix, col0 = (W, 0) if is_v else (1, col)
-    out = torch.empty(B, NC, npix, dtype=cache.dtype, device=cache.device)
-    if x_new is None:
-        xn, n_strides = cache, (0, 0, 0)
-    else:
-        xn = x_new
-        n_strides = tuple(x_new.stride()) if is_v else (*x_new.stride(), 0)
-    if _config is None and interpreting() and cache.device.type == "cpu":
-        T = n_taps(k, mask_type, color_groups)
-        cfg = dict(
-            BM=pow2(B * npix, 16, 256), BN=pow2(NC, 16, 128), BK=pow2(T * KC, 16, 512), num_warps=4, num_stages=1
-        )
-    else:
-        cfg = STEP_CONFIGS[_config or step_config(cache.dtype, mask_type)]
-    grid = (triton.cdiv(NC, cfg["BN"]), triton.cdiv(B * npix, cfg["BM"]))
-    launch(
-        _conv_step_kernel,
-        grid,
-        cache,
-        xn,
-        weight,
-        bias if bias is not None else weight,
-        out,
-        B,
-        KC,
-        NC,
-        W,
-        n_taps(k, mask_type, color_groups),
-        k,
-        k // 2,
-        row,
-        col0,
-        npix,
-        KC // color_groups,
-        NC // color_groups,
-        *cache.stride(),
-        *n_strides,
-        *weight.stride(),
-        IS_V=is_v,
-        HAS_NEW=x_new is not None,
-        GROUPED=color_groups > 1,
-        STRICT=mask_type == "A",
-        HAS_BIAS=bias is not None,
-        **kernel_flags(cache.dtype, cache.device),
-        **cfg,
-    )
-    return out if is_v else out.view(B, NC)
+    """The launcher (inputs already checked): writes x_new into cache (in place, any layout), returns
+    [B, C_out] (A/B) or [B, C_out, W] (V). ``_config`` overrides the configuration (STEP_CONFIGS)."""
+    prec = dot_precision(cache.dtype, cache.device)
+    p, out = plan(cache, x_new, weight, bias, row, col, mask_type, color_groups, _config, prec)
+    launch(p)
+    return out if mask_type == "V" else out.view(cache.shape[0], weight.shape[0])
+
+
+# custom_op rather than torch.library.triton_op: see spn_kernels/ops/subscale_split/triton.py.
+@torch.library.custom_op("spn_triton::masked_conv2d_step", mutates_args=("cache",))
+def masked_conv2d_step_op(
+    cache: torch.Tensor,
+    x_new: Optional[torch.Tensor],  # noqa: UP045
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],  # noqa: UP045
+    row: int,
+    col: int,
+    mask_type: str,
+    color_groups: int,
+) -> torch.Tensor:
+    check(cache, x_new, weight, bias, row, col, mask_type, color_groups)
+    return masked_conv2d_step(cache, x_new, weight, bias, row, col, mask_type, color_groups)
+
+
+masked_conv2d_step_op.register_fake(fake)

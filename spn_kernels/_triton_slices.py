@@ -1,5 +1,7 @@
-"""Triton kernels + launchers of the slice ops (subscale_split, subscale_merge, slice_context, slice_scatter_).
-The references in ref.py are the spec.
+"""The Triton kernel that subscale_split, subscale_merge and slice_context share, and the launch
+configurations of every slice op (slice_scatter_ included). The op folders hold the launchers and the
+spn_triton ops: spn_kernels/ops/{subscale_split,subscale_merge,slice_context,slice_scatter_}/triton.py; the
+references in their ref.py are the spec.
 
 One pass each, no intermediate tensors. Image-side and slice-side strides are both passed, so any layout
 (channels_last, strided views) is read, and slice_scatter_ writes, in place, without a copy; offsets are int64.
@@ -19,8 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._checks import check_slices, check_subscale
-from .._triton_launch import interpreting, launch, pow2
+from ._triton_launch import Launch, interpreting, pow2
 
 # Launch configurations. A slice op is pure data movement, so only the bytes in flight matter:
 # - "gpu": 4096 elements per program (4 KiB at uint8, 16 KiB at fp32) with 4 warps is 32 elements a thread.
@@ -89,41 +90,6 @@ def _subscale_kernel(
         tl.store(p_slc, tl.where(present, val, 0.0), mask=m)
 
 
-@triton.jit
-def _slice_scatter_kernel(
-    x,  # [B, C, H, W], strides xb, xc, xh, xw; written in place
-    v,  # [B, C, h, w], strides vb, vc, vh, vw
-    t_ptr,  # int64 [B]
-    C,
-    h,
-    w,
-    s,
-    xb,
-    xc,
-    xh,
-    xw,
-    vb,
-    vc,
-    vh,
-    vw,
-    BH: tl.constexpr,
-    BW: tl.constexpr,
-):
-    i_bc, i_h, i_w = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64), tl.program_id(2).to(tl.int64)
-    b = i_bc // C
-    c = i_bc % C
-    tb = tl.load(t_ptr + b)
-    i = tb // s
-    j = tb % s
-    o_h = i_h * BH + tl.arange(0, BH).to(tl.int64)
-    o_w = i_w * BW + tl.arange(0, BW).to(tl.int64)
-    # a t outside [0, s*s) (possible only through torch.ops.spn directly: the public function checks it)
-    # writes nothing rather than out of bounds
-    m = (o_h[:, None] < h) & (o_w[None, :] < w) & (tb >= 0) & (tb < s * s)  # [BH, BW]
-    val = tl.load(v + b * vb + c * vc + o_h[:, None] * vh + o_w[None, :] * vw, mask=m)
-    tl.store(x + b * xb + c * xc + (o_h[:, None] * s + i) * xh + (o_w[None, :] * s + j) * xw, val, mask=m)
-
-
 def _tile(H: int, w: int, s: int, block: int) -> tuple[int, int, int]:
     """(BR, BWO, BS): whole image rows when they fit, then as many rows as the block holds."""
     BS = pow2(s)
@@ -132,84 +98,13 @@ def _tile(H: int, w: int, s: int, block: int) -> tuple[int, int, int]:
     return BR, BWO, BS
 
 
-def _launch_subscale(mode: int, img, slc, t, C: int, CS: int, s: int, inv_scale: float, config: str | None):
+def plan_subscale(mode: int, img, slc, t, C: int, CS: int, s: int, inv_scale: float, config: str | None) -> Launch:
+    """The launch of _subscale_kernel between an image [B, C, H, W] and its slice stack ``slc``
+    (MODE 0: split, 1: merge, 2: context, with CS = C + 1 channels per slice and t int64 [B])."""
     B, _, H, W = img.shape
     w = W // s
     cfg = CONFIGS[config or pick_config(img)]
     BR, BWO, BS = _tile(H, w, s, cfg["BLOCK"])
     grid = (B * CS, triton.cdiv(H, BR), triton.cdiv(w, BWO))
-    launch(
-        _subscale_kernel,
-        grid,
-        img,
-        slc,
-        t if t is not None else img,
-        C,
-        CS,
-        H,
-        w,
-        *img.stride(),
-        *slc.stride(),
-        inv_scale,
-        MODE=mode,
-        S=s,
-        BR=BR,
-        BWO=BWO,
-        BS=BS,
-        num_warps=cfg["num_warps"],
-    )
-
-
-def subscale_split(x: torch.Tensor, s: int, _config: str | None = None) -> torch.Tensor:
-    """[B, C, H, W] (any layout) -> contiguous [B, s*s, C, H/s, W/s]."""
-    check_subscale(x, s)
-    B, C, H, W = x.shape
-    out = x.new_empty(B, s * s, C, H // s, W // s)
-    _launch_subscale(0, x, out, None, C, C, s, 0.0, _config)
-    return out
-
-
-def subscale_merge(slices: torch.Tensor, _config: str | None = None) -> torch.Tensor:
-    """[B, s*s, C, h, w] (any layout) -> contiguous [B, C, h*s, w*s]."""
-    s = check_slices(slices)
-    B, _, C, h, w = slices.shape
-    out = slices.new_empty(B, C, h * s, w * s)
-    _launch_subscale(1, out, slices, None, C, C, s, 0.0, _config)
-    return out
-
-
-def slice_context(x: torch.Tensor, s: int, t: torch.Tensor, bits: int, _config: str | None = None) -> torch.Tensor:
-    """Integer image [B, C, H, W], t int64 [B] -> float32 [B, s*s*(C+1), H/s, W/s] (see ref.py)."""
-    check_subscale(x, s)
-    B, C, H, W = x.shape
-    out = torch.empty(B, s * s, C + 1, H // s, W // s, dtype=torch.float32, device=x.device)
-    _launch_subscale(2, x, out, t.to(torch.int64).contiguous(), C, C + 1, s, 2.0**-bits, _config)
-    return out.view(B, s * s * (C + 1), H // s, W // s)
-
-
-def slice_scatter_(x: torch.Tensor, values: torch.Tensor, s: int, t: torch.Tensor, _config: str | None = None) -> None:
-    """x[b, :, i::s, j::s] = values[b] with t[b] = i*s + j, in place, in x's own layout."""
-    check_subscale(x, s)
-    B, C, H, W = x.shape
-    h, w = H // s, W // s
-    cfg = CONFIGS[_config or pick_config(x)]
-    BW = pow2(w, hi=cfg["BLOCK"])
-    BH = pow2(h, hi=max(1, cfg["BLOCK"] // BW))
-    grid = (B * C, triton.cdiv(h, BH), triton.cdiv(w, BW))
-    tt = t.to(torch.int64).contiguous()
-    launch(
-        _slice_scatter_kernel,
-        grid,
-        x,
-        values,
-        tt,
-        C,
-        h,
-        w,
-        s,
-        *x.stride(),
-        *values.stride(),
-        BH=BH,
-        BW=BW,
-        num_warps=cfg["num_warps"],
-    )
+    args = (img, slc, t if t is not None else img, C, CS, H, w, *img.stride(), *slc.stride(), inv_scale)
+    return Launch(_subscale_kernel, grid, args, dict(MODE=mode, S=s, BR=BR, BWO=BWO, BS=BS, num_warps=cfg["num_warps"]))

@@ -1,4 +1,5 @@
-"""Triton kernels + launchers of masked_conv2d (forward) and masked_conv2d_backward. ref.py is the spec.
+"""masked_conv2d (forward) and masked_conv2d_backward in Triton: kernels, plans, launchers and the
+torch.ops.spn_triton ops (with their autograd). Imported on first use of the Triton backend. ref.py is the spec.
 
 The taps a mask keeps are a prefix of the k x k taps in raster order (kh * k + kw): "A" keeps the P*k + P taps
 above and left of the centre, "B" also the centre (P*k + P + 1), "V" the whole rows up to the centre
@@ -15,22 +16,24 @@ second kernel: for each kept tap a [C_out, C_in] GEMM reducing over all B*H*W pi
 
 Precision: fp32 accumulation for fp16/bf16/fp32 inputs (fp64 for fp64, which the interpreter tests'
 gradcheck needs: tl.dot on fp64 tiles compiles to fp64 MMA on sm_80/sm_90, so the GPU path keeps it too).
-fp32 tiles use TF32 on CUDA exactly when cuDNN does (torch.backends.cudnn.allow_tf32), see dot_precision.
+fp32 tiles use TF32 on CUDA exactly when cuDNN does (torch.backends.cudnn.allow_tf32): the launchers ask
+dot_precision and pass the answer to the plans as ``precision``.
 Under the interpreter 16-bit tiles are widened to fp32 before tl.dot (its bf16 arithmetic is wrong); the
 products of 16-bit values are exact in fp32, so this is what the tensor cores compute.
 """
 
 from __future__ import annotations
 
+from typing import Optional  # custom_op evaluates the annotations: `X | None` fails on Python 3.9
+
 import torch
 import triton
 import triton.language as tl
 
-from .._checks import check_conv
-from .._triton_launch import dot_precision, interpreting, launch, pow2
+from ..._triton_launch import Launch, dot_precision, interpreting, launch, pow2
+from .op import check, check_backward, fake, fake_backward, register_autograd
 
-# GPU launch configurations, tuned by reasoning for Hopper (H100/H200), not yet measured (no GPU in the
-# session that wrote them; benchmarks/gpu_check.py measures them):
+# GPU launch configurations, chosen by reasoning for Hopper (H100/H200); benchmarks/gpu_check.py times them:
 # - 128 x 128 output tiles with 8 warps = two warpgroups of wgmma m64n128; with C = 128 the whole channel
 #   dimension is one N tile, so x is read once per tap.
 # - BK: 64 for 16-bit (128-byte rows: the widest smem swizzle), 32 for TF32 (also 128 bytes).
@@ -81,11 +84,12 @@ def n_taps(k: int, mask_type: str, color_groups: int) -> int:
     return p * k + p + int(centre)
 
 
-def kernel_flags(dtype: torch.dtype, device: torch.device) -> dict:
+def kernel_flags(dtype: torch.dtype, precision: str) -> dict:
+    """The constexprs every convolution kernel takes; ``precision`` is tl.dot's input precision (dot_precision)."""
     return dict(
         UPCAST=interpreting() and dtype in (torch.float16, torch.bfloat16),
         ACC64=dtype == torch.float64,
-        PREC=dot_precision(dtype, device),
+        PREC=precision,
     )
 
 
@@ -246,8 +250,11 @@ def _conv_dw_kernel(
         tl.store(gb + i_s * NO + o_n, acc_b, mask=m_n & (i_j == 0))
 
 
-def _conv(src, weight, bias, mask_type: str, color_groups: int, transposed: bool, config: str | None):
-    """The forward (transposed=False: src = x) or grad_x (transposed=True: src = grad_out) convolution."""
+def plan_conv(
+    src, weight, bias, mask_type: str, color_groups: int, transposed: bool, config: str | None, precision: str
+) -> tuple[Launch, torch.Tensor]:
+    """The forward (transposed=False: src = x) or grad_x (transposed=True: src = grad_out) convolution: the
+    launch and its output [B, NC, H, W]. config None picks one (CONV_CONFIGS, or one tile under the interpreter)."""
     B, KC, H, W = src.shape
     c_out, c_in, k, _ = weight.shape
     NC = c_in if transposed else c_out
@@ -261,35 +268,24 @@ def _conv(src, weight, bias, mask_type: str, color_groups: int, transposed: bool
     else:
         cfg = CONV_CONFIGS[config or conv_config(src.dtype, NC)]
     grid = (triton.cdiv(B * H * W, cfg["BM"]), triton.cdiv(NC, cfg["BN"]))
-    launch(
-        _conv_kernel,
-        grid,
-        src,
-        wp,
-        bias if bias is not None else wp,
-        out,
-        B,
-        H,
-        W,
-        KC,
-        NC,
-        T,
-        k,
-        P,
-        KC // color_groups,
-        NC // color_groups,
-        *src.stride(),
+    args = (src, wp, bias if bias is not None else wp, out, B, H, W, KC, NC, T, k, P)
+    args += (KC // color_groups, NC // color_groups, *src.stride())
+    meta = dict(
         SIGN=-1 if transposed else 1,
         GROUPED=color_groups > 1,
         STRICT=mask_type == "A",
         HAS_BIAS=bias is not None,
-        **kernel_flags(src.dtype, src.device),
+        **kernel_flags(src.dtype, precision),
         **cfg,
     )
-    return out
+    return Launch(_conv_kernel, grid, args, meta), out
 
 
-def _conv_dw(gy, x, weight, mask_type: str, color_groups: int, need_w: bool, need_b: bool, config: str | None):
+def plan_conv_dw(
+    gy, x, weight, mask_type: str, color_groups: int, need_w: bool, need_b: bool, config: str | None, precision: str
+) -> tuple[Launch, torch.Tensor, torch.Tensor]:
+    """grad_weight / grad_bias: the launch and its fp32 (fp64) partials [SPLIT, NO, NI, k*k] and [SPLIT, NO],
+    which the launcher sums. config None picks one (DW_CONFIGS, or one tile under the interpreter)."""
     B, NI, H, W = x.shape
     NO, _, k, _ = weight.shape
     T, P = n_taps(k, mask_type, color_groups), k // 2
@@ -307,41 +303,26 @@ def _conv_dw(gy, x, weight, mask_type: str, color_groups: int, need_w: bool, nee
     acc_dt = torch.float64 if x.dtype == torch.float64 else torch.float32
     gw = torch.zeros(split, NO, NI, k * k, dtype=acc_dt, device=x.device) if need_w else gy.new_empty(0)
     gb = torch.zeros(split, NO, dtype=acc_dt, device=x.device) if need_b else gy.new_empty(0)
-    launch(
-        _conv_dw_kernel,
-        (triton.cdiv(NO, cfg["BN"]), n_j, split),
-        gy,
-        x,
-        gw if need_w else gb,
-        gb if need_b else gw,
-        NO,
-        NI,
-        H,
-        W,
-        T,
-        k,
-        P,
-        NI // color_groups,
-        NO // color_groups,
-        M,
-        chunk,
-        *x.stride(),
+    grid = (triton.cdiv(NO, cfg["BN"]), n_j, split)
+    args = (gy, x, gw if need_w else gb, gb if need_b else gw, NO, NI, H, W, T, k, P)
+    args += (NI // color_groups, NO // color_groups, M, chunk, *x.stride())
+    meta = dict(
         NEED_W=need_w,
         NEED_B=need_b,
         GROUPED=color_groups > 1,
         STRICT=mask_type == "A",
-        **kernel_flags(x.dtype, x.device),
+        **kernel_flags(x.dtype, precision),
         **cfg,
     )
-    gw = gw.sum(0).view(NO, NI, k, k).to(x.dtype) if need_w else x.new_empty(0)
-    gb = gb.sum(0).to(x.dtype) if need_b else x.new_empty(0)
-    return gw, gb
+    return Launch(_conv_dw_kernel, grid, args, meta), gw, gb
 
 
 def masked_conv2d(x, weight, bias, mask_type: str, color_groups: int, _config: str | None = None) -> torch.Tensor:
-    """[B, C_in, H, W] (any layout), weight [C_out, C_in, k, k] -> contiguous [B, C_out, H, W]."""
-    check_conv(x, weight, bias, mask_type, color_groups)
-    return _conv(x, weight, bias, mask_type, color_groups, False, _config)
+    """The forward launcher (inputs already checked): [B, C_in, H, W] (any layout), weight [C_out, C_in, k, k]
+    -> contiguous [B, C_out, H, W]. ``_config`` overrides the configuration (CONV_CONFIGS)."""
+    p, out = plan_conv(x, weight, bias, mask_type, color_groups, False, _config, dot_precision(x.dtype, x.device))
+    launch(p)
+    return out
 
 
 def masked_conv2d_backward(
@@ -354,12 +335,51 @@ def masked_conv2d_backward(
     _config: str | None = None,
     _dw_config: str | None = None,
 ):
-    """(grad_x, grad_weight, grad_bias) of masked_conv2d; entries not asked for in output_mask are empty."""
-    check_conv(x, weight, None, mask_type, color_groups)
+    """The backward launcher (inputs already checked): (grad_x, grad_weight, grad_bias) of masked_conv2d;
+    entries not asked for in output_mask are empty."""
     gy = grad_out.contiguous()
+    prec = dot_precision(x.dtype, x.device)
     # each unused entry its own empty tensor: outputs may not alias each other
-    gx = _conv(gy, weight, None, mask_type, color_groups, True, _config) if output_mask[0] else gy.new_empty(0)
-    gw, gb = gy.new_empty(0), gy.new_empty(0)
+    gx, gw, gb = gy.new_empty(0), gy.new_empty(0), gy.new_empty(0)
+    if output_mask[0]:
+        p, gx = plan_conv(gy, weight, None, mask_type, color_groups, True, _config, prec)
+        launch(p)
     if output_mask[1] or output_mask[2]:
-        gw, gb = _conv_dw(gy, x, weight, mask_type, color_groups, output_mask[1], output_mask[2], _dw_config)
+        need_w, need_b = output_mask[1], output_mask[2]
+        p, gw_part, gb_part = plan_conv_dw(gy, x, weight, mask_type, color_groups, need_w, need_b, _dw_config, prec)
+        launch(p)
+        NO, NI, k, _ = weight.shape
+        gw = gw_part.sum(0).view(NO, NI, k, k).to(x.dtype) if need_w else x.new_empty(0)
+        gb = gb_part.sum(0).to(x.dtype) if need_b else x.new_empty(0)
     return gx, gw, gb
+
+
+# custom_op rather than torch.library.triton_op: see spn_kernels/ops/subscale_split/triton.py.
+@torch.library.custom_op("spn_triton::masked_conv2d", mutates_args=())
+def masked_conv2d_op(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],  # noqa: UP045
+    mask_type: str,
+    color_groups: int,
+) -> torch.Tensor:
+    check(x, weight, bias, mask_type, color_groups)
+    return masked_conv2d(x, weight, bias, mask_type, color_groups)
+
+
+@torch.library.custom_op("spn_triton::masked_conv2d_backward", mutates_args=())
+def masked_conv2d_backward_op(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    mask_type: str,
+    color_groups: int,
+    output_mask: list[bool],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    check_backward(grad_out, x, weight, mask_type, color_groups, output_mask)
+    return masked_conv2d_backward(grad_out, x, weight, mask_type, color_groups, output_mask)
+
+
+masked_conv2d_op.register_fake(fake)
+masked_conv2d_backward_op.register_fake(fake_backward)
+register_autograd("spn_triton::masked_conv2d", torch.ops.spn_triton.masked_conv2d_backward)
