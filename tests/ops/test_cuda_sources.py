@@ -1,15 +1,15 @@
-"""Compile checks of the CUDA sources (csrc/cuda), for machines without a GPU or a CUDA torch (CI).
+"""Compile checks of the CUDA sources (csrc/<op>/<op>.cu, csrc/cuda), for machines without a GPU or a CUDA torch.
 
-- Every .cu file includes only CUDA headers and params.h, so bare nvcc compiles it: once per target arch
-  (sm_80, sm_90), with the flags torch's CUDAExtension adds (no implicit half/bfloat16 conversions) and nvcc
-  warnings as errors.
+- Every .cu file includes only CUDA headers, params.h and slices.cuh, so bare nvcc compiles it: once per target
+  arch (sm_80, sm_90), with the flags torch's CUDAExtension adds (no implicit half/bfloat16 conversions) and
+  nvcc warnings as errors.
 - binding.cpp needs ATen and c10/cuda. The CPU torch wheel ships those headers but not the one CMake
   generates for a CUDA build (c10/cuda/impl/cuda_cmake_macros.h); a stub of it in a temporary include dir is
   enough to compile binding.cpp to an object with the host compiler. Then every spn:: symbol that object
   needs must be defined by the .cu objects, which is what the real link would check.
 Why not build the whole extension against a CUDA torch here: that is a 1.35 GB download and ~4.7 GB on disk per
 CI run for the same compile coverage; what it adds (linking against libtorch_cuda) is checked wherever the
-extension is built with CUDA, and the GPU tests (test_cuda_kernels.py) run the kernels there.
+extension is built with CUDA, and the GPU tests (tests/ops/test_<op>.py, marked gpu) run the kernels there.
 """
 
 from __future__ import annotations
@@ -24,14 +24,24 @@ from pathlib import Path
 import pytest
 import torch.utils.cpp_extension as cpp_ext
 
+from tests.helpers import CUDA_OPS
+
 ROOT = Path(__file__).resolve().parents[2]
-CUDA_DIR = ROOT / "csrc" / "cuda"
-CU_FILES = sorted(CUDA_DIR.glob("*.cu"))
+CSRC = ROOT / "csrc"
+CUDA_DIR = CSRC / "cuda"
+CU_FILES = sorted(CSRC.glob("*/*.cu"))  # csrc/<op>/<op>.cu
+CUDA_HEADERS = sorted(CUDA_DIR.glob("*.cuh")) + [CUDA_DIR / "params.h"]
 ARCHS = ("80", "90")
-# Headers a .cu file may include: CUDA's, the C++ standard library's, and the project's params.h.
-ALLOWED_CU_INCLUDES = {"cuda_runtime.h", "cuda_fp16.h", "cuda_bf16.h", "cstdint", "type_traits", "params.h"}
-# The ops with a CUDA C++ kernel (binding.cpp's TORCH_LIBRARY_IMPL(spn, CUDA, m)).
-CUDA_OPS = {"subscale_split", "subscale_merge", "slice_context", "slice_scatter_", "masked_conv2d_step"}
+# Headers a .cu file (or a header it includes) may include: CUDA's, the C++ standard library's, and the
+# project's CUDA headers (csrc/cuda/params.h, csrc/cuda/*.cuh), by their path under csrc/.
+ALLOWED_CU_INCLUDES = {
+    "cuda_runtime.h",
+    "cuda_runtime_api.h",
+    "cuda_fp16.h",
+    "cuda_bf16.h",
+    "cstdint",
+    "type_traits",
+} | {f"cuda/{p.name}" for p in CUDA_HEADERS}
 
 
 def _cuda_home() -> Path | None:
@@ -66,6 +76,7 @@ def _nvcc_cmd(src: Path, arch: str, obj: Path) -> list[str]:
         "-Werror",
         "all-warnings",
         f"-gencode=arch=compute_{arch},code=sm_{arch}",
+        f"-I{CSRC}",
         "-c",
         str(src),
         "-o",
@@ -74,7 +85,11 @@ def _nvcc_cmd(src: Path, arch: str, obj: Path) -> list[str]:
 
 
 def _binding_cmd(stub_dir: Path, obj: Path) -> list[str]:
-    includes = [f"-I{p}" for p in cpp_ext.include_paths()] + [f"-I{stub_dir}", f"-I{CUDA_HOME / 'include'}"]
+    includes = [f"-I{p}" for p in cpp_ext.include_paths()] + [
+        f"-I{stub_dir}",
+        f"-I{CUDA_HOME / 'include'}",
+        f"-I{CSRC}",
+    ]
     cxx = os.environ.get("CXX", "c++")
     # -O0: this checks that the code compiles, not how fast; setup.py builds it with -O3.
     return [cxx, "-std=c++17", "-O0", "-fPIC", "-DSPN_WITH_CUDA", *includes, "-c", str(CUDA_DIR / "binding.cpp"),
@@ -98,7 +113,7 @@ def compiled(tmp_path_factory):
     jobs = {}
     for src in CU_FILES:
         for arch in ARCHS:
-            obj = out / f"{src.stem}.sm_{arch}.o"
+            obj = out / f"{src.stem}.sm_{arch}.o"  # csrc/<op>/<op>.cu: the stems differ
             jobs[f"{src.name}:sm_{arch}"] = (_nvcc_cmd(src, arch, obj), obj)
     jobs["binding.cpp"] = (_binding_cmd(stub, out / "binding.o"), out / "binding.o")
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -107,13 +122,14 @@ def compiled(tmp_path_factory):
 
 
 def test_cuda_sources_exist():
-    assert {p.name for p in CU_FILES} >= {"subscale.cu", "masked_conv_step.cu"}
+    assert {p.name for p in CU_FILES} == {f"{op}.cu" for op in CUDA_OPS}
+    assert all(p.parent.name == p.stem for p in CU_FILES), "each .cu lives in its op's folder, csrc/<op>/<op>.cu"
     assert (CUDA_DIR / "binding.cpp").exists() and (CUDA_DIR / "params.h").exists()
 
 
-@pytest.mark.parametrize("src", [p.name for p in CU_FILES])
+@pytest.mark.parametrize("src", [str(p.relative_to(CSRC)) for p in CU_FILES + CUDA_HEADERS])
 def test_cu_includes_only_cuda_headers(src):
-    includes = re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', (CUDA_DIR / src).read_text(), re.M)
+    includes = re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', (CSRC / src).read_text(), re.M)
     assert set(includes) <= ALLOWED_CU_INCLUDES, f"{src} includes {set(includes) - ALLOWED_CU_INCLUDES}"
 
 
@@ -150,7 +166,7 @@ def test_binding_links_against_kernels(compiled):
 def test_binding_registers_every_cuda_op():
     text = (CUDA_DIR / "binding.cpp").read_text()
     block = text[text.index("TORCH_LIBRARY_IMPL(spn, CUDA, m)") :]
-    assert set(re.findall(r'm\.impl\("(\w+)"', block)) == CUDA_OPS
-    schemas = (ROOT / "csrc" / "ops.cpp").read_text()
+    assert set(re.findall(r'm\.impl\("(\w+)"', block)) == set(CUDA_OPS)
+    schemas = (CSRC / "ops.cpp").read_text()
     for op in CUDA_OPS:
         assert f'"{op}(' in schemas, f"{op} has no schema in csrc/ops.cpp"

@@ -2,13 +2,15 @@
 
 The interpreter accepts what the compiler rejects (tl.dot with K < 16, shared memory over the limit, layout
 errors), so CI also compiles. No GPU is needed: triton.compile(ASTSource(...), target=GPUTarget(...)) emits
-PTX and cubin here. The cases are not a second copy of the launch code: each launcher runs on meta tensors
-inside `recording()`, with `_config=` set to each entry of its own config table, and what it would have
-launched (kernel, arguments, constexprs, num_warps/num_stages) is compiled, with the argument
-specialisation the runtime would apply (ints equal to 1 as constexprs, 16-byte divisibility).
+PTX and cubin here. The cases are not a second copy of the launch code: each launcher is split into a pure
+plan function (spn_kernels/_triton_launch.py: Launch), and the cases call those same plan functions on meta
+tensors, for each entry of the op's config table and each tl.dot precision the launcher can pick ("tf32" or
+"ieee" for fp32 tiles: torch.backends.cudnn.allow_tf32). The plan's kernel, arguments, constexprs and
+num_warps/num_stages are compiled, with the argument specialisation the runtime would apply (ints equal to 1
+as constexprs, 16-byte divisibility).
 
 Run in a subprocess with TRITON_INTERPRET unset (tests/conftest.py sets it to 1, which turns @triton.jit
-into the interpreter): `python -m tests.kernels.test_triton_compile 90 80`.
+into the interpreter): `python -m tests.ops.test_triton_compile 90 80`.
 """
 
 from __future__ import annotations
@@ -35,89 +37,112 @@ _TY = {
 META = torch.device("meta")
 
 
+def _precisions(dtype):
+    """The tl.dot precisions a launcher can pick for tiles of ``dtype`` on a GPU (dot_precision)."""
+    return ("tf32", "ieee") if dtype == torch.float32 else ("ieee",)
+
+
 def _cases():
-    """(name, thunk) pairs; each thunk runs one launcher on meta tensors with one configuration."""
-    from spn_kernels.masked_conv import triton as conv
-    from spn_kernels.masked_conv import triton_step as step
-    from spn_kernels.subscale import triton as sub
+    """(name, thunk) pairs; each thunk returns the Launch objects of one plan, built on meta tensors."""
+    from spn_kernels import _triton_slices
+    from spn_kernels.ops.masked_conv2d import triton as conv
+    from spn_kernels.ops.masked_conv2d_step import triton as step
+    from spn_kernels.ops.slice_context import triton as context
+    from spn_kernels.ops.slice_scatter_ import triton as scatter
+    from spn_kernels.ops.subscale_merge import triton as merge
+    from spn_kernels.ops.subscale_split import triton as split
 
     def t(*shape, dtype=torch.float32):
         return torch.empty(*shape, dtype=dtype, device=META)
 
     out = []
     idx = t(64, dtype=torch.int64)
-    for cfg in sub.CONFIGS:
+    for cfg in _triton_slices.CONFIGS:
         if cfg == "interp":
             continue
         for dtype in (torch.uint8, torch.bfloat16, torch.float32):
             for s in (2, 4, 8, 3) if dtype != torch.bfloat16 else (4,):
                 img = t(64, 3, 24 * s, 24 * s, dtype=dtype)
-                out.append((f"split-{cfg}-{dtype}-s{s}", lambda img=img, s=s, c=cfg: sub.subscale_split(img, s, c)))
+                out.append((f"split-{cfg}-{dtype}-s{s}", lambda img=img, s=s, c=cfg: [split.plan(img, s, c)[0]]))
             img = t(64, 3, 256, 256, dtype=dtype)
             sl = t(64, 16, 3, 64, 64, dtype=dtype)
-            out.append((f"merge-{cfg}-{dtype}", lambda sl=sl, c=cfg: sub.subscale_merge(sl, c)))
-            out.append(
-                (f"scatter-{cfg}-{dtype}", lambda img=img, v=sl[:, 0], c=cfg: sub.slice_scatter_(img, v, 4, idx, c))
-            )
+            out.append((f"merge-{cfg}-{dtype}", lambda sl=sl, c=cfg: [merge.plan(sl, c)[0]]))
+            out.append((f"scatter-{cfg}-{dtype}", lambda img=img, v=sl[:, 0], c=cfg: [scatter.plan(img, v, 4, idx, c)]))
         for dtype in (torch.uint8, torch.int16):
             for s in (4, 8):
                 img = t(64, 3, 256, 256, dtype=dtype)
                 out.append(
-                    (f"context-{cfg}-{dtype}-s{s}", lambda img=img, s=s, c=cfg: sub.slice_context(img, s, idx, 8, c))
+                    (f"context-{cfg}-{dtype}-s{s}", lambda img=img, s=s, c=cfg: [context.plan(img, s, idx, 8, c)[0]])
                 )
 
     def conv_dtypes(name):
         return {"h16": (torch.bfloat16, torch.float16), "f32": (torch.float32,), "f64": (torch.float64,)}[name[:3]]
 
+    def fwd(x, w, b, mt, g, cfg, prec):
+        return [conv.plan_conv(x, w, b, mt, g, False, cfg, prec)[0]]
+
+    def dx(gy, w, mt, g, cfg, prec):
+        return [conv.plan_conv(gy, w, None, mt, g, True, cfg, prec)[0]]
+
+    def dw(gy, x, w, mt, g, need, cfg, prec):
+        return [conv.plan_conv_dw(gy, x, w, mt, g, need[1], need[2], cfg, prec)[0]]
+
     for cfg in conv.CONV_CONFIGS:
         for dtype in conv_dtypes(cfg):
-            x, w, b = t(8, 128, 32, 32, dtype=dtype), t(128, 128, 5, 5, dtype=dtype), t(128, dtype=dtype)
-            out.append((f"conv-{cfg}-{dtype}", lambda x=x, w=w, b=b, c=cfg: conv.masked_conv2d(x, w, b, "B", 1, c)))
-            need = [True, False, False]
-            out.append(
-                (
-                    f"conv-dx-{cfg}-{dtype}",
-                    lambda x=x, w=w, c=cfg: conv.masked_conv2d_backward(x, x, w, "B", 1, need, c),
+            for prec in _precisions(dtype):
+                x, w, b = t(8, 128, 32, 32, dtype=dtype), t(128, 128, 5, 5, dtype=dtype), t(128, dtype=dtype)
+                out.append(
+                    (f"conv-{cfg}-{dtype}-{prec}", lambda x=x, w=w, b=b, c=cfg, p=prec: fwd(x, w, b, "B", 1, c, p))
                 )
-            )
+                out.append((f"conv-dx-{cfg}-{dtype}-{prec}", lambda x=x, w=w, c=cfg, p=prec: dx(x, w, "B", 1, c, p)))
     # the mask variants change the kernels' static structure: grouped centre tap (A and B), V, no bias
     x, w = t(8, 96, 16, 16), t(96, 96, 3, 3)
     for mt, g in (("A", 3), ("B", 3), ("V", 1), ("A", 1)):
         out.append(
-            (f"conv-{mt}-g{g}", lambda mt=mt, g=g, x=x, w=w: conv.masked_conv2d_backward(x, x, w, mt, g, [True] * 3))
+            (
+                f"conv-{mt}-g{g}",
+                lambda mt=mt, g=g, x=x, w=w: (
+                    dx(x, w, mt, g, None, "tf32") + dw(x, x, w, mt, g, [True] * 3, None, "tf32")
+                ),
+            )
         )
-        out.append((f"conv-fwd-{mt}-g{g}", lambda mt=mt, g=g, x=x, w=w: conv.masked_conv2d(x, w, None, mt, g)))
+        out.append((f"conv-fwd-{mt}-g{g}", lambda mt=mt, g=g, x=x, w=w: fwd(x, w, None, mt, g, None, "tf32")))
     for cfg in conv.DW_CONFIGS:
         for dtype in conv_dtypes(cfg):
-            x, w = t(8, 128, 32, 32, dtype=dtype), t(128, 128, 5, 5, dtype=dtype)
-            for need in ([False, True, True], [False, False, True]):
-                out.append(
-                    (
-                        f"conv-dw-{cfg}-{dtype}-{need}",
-                        lambda x=x, w=w, c=cfg, n=need: conv.masked_conv2d_backward(x, x, w, "A", 3 - 2, n, None, c),
+            for prec in _precisions(dtype):
+                x, w = t(8, 128, 32, 32, dtype=dtype), t(128, 128, 5, 5, dtype=dtype)
+                # grad_weight + grad_bias, and grad_bias alone (mask A: STRICT, and B)
+                for need, mt in (([False, True, True], "A"), ([False, False, True], "A"), ([False, False, True], "B")):
+                    out.append(
+                        (
+                            f"conv-dw-{cfg}-{dtype}-{prec}-{mt}-{need}",
+                            lambda x=x, w=w, c=cfg, n=need, mt=mt, p=prec: dw(x, x, w, mt, 1, n, c, p),
+                        )
                     )
-                )
     for cfg in step.STEP_CONFIGS:
         dtypes = (torch.float64,) if cfg.endswith("f64") else (torch.bfloat16, torch.float16, torch.float32)
         mt = "V" if cfg.startswith("row") else "B"
         for dtype in dtypes:
-            cache, w, b = t(16, 128, 32, 32, dtype=dtype), t(128, 128, 5, 5, dtype=dtype), t(128, dtype=dtype)
-            xn = t(16, 128, 32, dtype=dtype) if mt == "V" else t(16, 128, dtype=dtype)
-            for new in (xn, None):
-                out.append(
-                    (
-                        f"step-{cfg}-{dtype}-new{new is not None}",
-                        lambda cache=cache, xn=new, w=w, b=b, c=cfg, mt=mt: step.masked_conv2d_step(
-                            cache, xn, w, b, 5, 7, mt, 1, c
-                        ),
+            for prec in _precisions(dtype):
+                cache, w, b = t(16, 128, 32, 32, dtype=dtype), t(128, 128, 5, 5, dtype=dtype), t(128, dtype=dtype)
+                xn = t(16, 128, 32, dtype=dtype) if mt == "V" else t(16, 128, dtype=dtype)
+                for new in (xn, None):
+                    out.append(
+                        (
+                            f"step-{cfg}-{dtype}-{prec}-new{new is not None}",
+                            lambda cache=cache, xn=new, w=w, b=b, c=cfg, mt=mt, p=prec: [
+                                step.plan(cache, xn, w, b, 5, 7, mt, 1, c, p)[0]
+                            ],
+                        )
                     )
-                )
     cache, w = t(16, 96, 16, 16), t(96, 96, 5, 5)
     for mt in ("A", "B"):
         out.append(
             (
                 f"step-{mt}-g3",
-                lambda mt=mt, cache=cache, w=w: step.masked_conv2d_step(cache, cache[:, :, 0, 0], w, None, 3, 4, mt, 3),
+                lambda mt=mt, cache=cache, w=w: [
+                    step.plan(cache, cache[:, :, 0, 0], w, None, 3, 4, mt, 3, None, "tf32")[0]
+                ],
             )
         )
     return out
@@ -159,9 +184,8 @@ def compile_all(capability: int) -> int:
     target = GPUTarget("cuda", capability, 32)
     seen, n, t0 = set(), 0, time.time()
     for name, thunk in _cases():
-        with _triton_launch.recording() as launches:
-            thunk()
-        assert launches, f"{name}: the launcher launched nothing"
+        launches = thunk()
+        assert launches, f"{name}: the plan launches nothing"
         for launch in launches:
             src, options = _source(launch)
             key = (src.hash(), tuple(sorted(options.items())))
@@ -184,7 +208,7 @@ def test_compile_for_gpu(tmp_path):
     env["TRITON_CACHE_DIR"] = str(tmp_path)  # compile for real every time, not from an earlier run's cache
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.kernels.test_triton_compile", "90", "80"],
+        [sys.executable, "-m", "tests.ops.test_triton_compile", "90", "80"],
         env=env,
         cwd=root,
         capture_output=True,

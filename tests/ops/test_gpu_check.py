@@ -1,5 +1,5 @@
-"""benchmarks/gpu_check.py runs its correctness part on CPU under the Triton interpreter (no GPU in CI), so the
-script a GPU session runs is known to work before anyone spends GPU time on it."""
+"""benchmarks/gpu_check.py runs its correctness part on CPU under the Triton interpreter, so the script is known
+to work on a machine without a GPU before it runs on one."""
 
 from __future__ import annotations
 
