@@ -39,13 +39,16 @@ def _want_cuda() -> bool:
 
 
 def extensions():
-    cpu_sources = ["csrc/module.cpp", "csrc/ops.cpp"] + _rel("csrc/cpu/*.cpp")
+    # csrc/<op>/cpu.cpp: the CPU kernels; csrc/<op>/*.cu: the CUDA kernels; csrc/cuda/binding.cpp binds them
+    cpu_sources = ["csrc/module.cpp", "csrc/ops.cpp"] + _rel("csrc/*/cpu.cpp")
+    include_dirs = [os.path.join(ROOT, "csrc")]
     cxx = ["-O3", "-std=c++17", "-fopenmp", "-DPy_LIMITED_API=0x03090000"]
     if not _want_cuda():
         return [
             CppExtension(
                 "spn_kernels._C",
                 cpu_sources,
+                include_dirs=include_dirs,
                 extra_compile_args={"cxx": cxx},
                 extra_link_args=["-fopenmp"],
                 py_limited_api=True,
@@ -62,7 +65,8 @@ def extensions():
     return [
         CUDAExtension(
             "spn_kernels._C",
-            cpu_sources + _rel("csrc/cuda/*.cpp") + _rel("csrc/cuda/*.cu"),
+            cpu_sources + _rel("csrc/cuda/*.cpp") + _rel("csrc/*/*.cu"),
+            include_dirs=include_dirs,
             extra_compile_args={"cxx": cxx + ["-DSPN_WITH_CUDA"], "nvcc": nvcc},
             extra_link_args=["-fopenmp"],
             py_limited_api=True,

@@ -25,9 +25,15 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-import spn_kernels  # noqa: F401  (loads the C++ kernels into torch.ops.spn)
-from spn_kernels.masked_conv.ref import conv_mask, masked_conv2d_ref, masked_conv2d_step_ref
-from spn_kernels.subscale.ref import slice_context_ref, slice_scatter_ref_, subscale_merge_ref, subscale_split_ref
+from spn_kernels import (  # importing spn_kernels loads the C++ kernels into torch.ops.spn
+    conv_mask,
+    masked_conv2d_ref,
+    masked_conv2d_step_ref,
+    slice_context_ref,
+    slice_scatter_ref_,
+    subscale_merge_ref,
+    subscale_split_ref,
+)
 
 
 def time_side_by_side(

@@ -9,7 +9,7 @@ installed (its CUDA C++ kernels are used where it was built with them).
 The work is two lists of cases, CHECKS and TIMINGS, each entry a function (device, tiny) -> cases. Another
 benchmark (a training step, a sampling run) adds itself with @check or @timing and appears in the same table
 and JSON. Timings are medians (triton.testing.do_bench: warm-up, L2 flushed between repetitions) over inputs
-rotated between calls; each row names the reference it is compared with and the target from the issue.
+rotated between calls; each row names the reference it is compared with and the target it is held to.
 """
 
 from __future__ import annotations
@@ -71,17 +71,12 @@ def timing(fn):
 
 # ---------------------------------------------------------------- helpers
 def cuda_cpp_ops() -> set[str]:
-    """Ops whose CUDA dispatch kernel is CUDA C++ (not the Triton launcher registered in its place)."""
+    """Ops whose CUDA kernel is CUDA C++ (torch.ops.spn.<op>); on CUDA tensors the others run Triton."""
     if not torch.cuda.is_available():
         return set()
-    from spn_kernels import _triton_ops
+    from spn_kernels._backend import CUDA_CPP_OPS
 
-    triton_ones = set(_triton_ops.register_cuda_kernels())
-    return {
-        op
-        for op in _triton_ops.LAUNCHERS
-        if torch._C._dispatch_has_kernel_for_dispatch_key(f"spn::{op}", "CUDA") and op not in triton_ones
-    }
+    return set(CUDA_CPP_OPS)
 
 
 def backends_for(op: str, device: torch.device) -> list[str]:
@@ -337,7 +332,7 @@ def time_step(device, tiny):
     return out
 
 
-# ---------------------------------------------------------------- end to end (issue #9)
+# ---------------------------------------------------------------- end to end
 # The model-level figures on the GPU, from the same harness modules the CPU runs use (benchmarks/training.py,
 # sampling.py, memory.py), so CPU and GPU numbers are measured the same way.
 @timing

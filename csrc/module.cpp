@@ -1,5 +1,5 @@
 // `import spn_kernels._C` loads this shared object, which runs the TORCH_LIBRARY registrations linked into
-// it (csrc/ops.cpp, csrc/cpu/*.cpp, csrc/cuda/binding.cpp). The module itself is empty; PyInit__C exists
+// it (csrc/ops.cpp, csrc/<op>/cpu.cpp, csrc/cuda/binding.cpp). The module itself is empty; PyInit__C exists
 // only so that Python can import it. Kept apart from ops.cpp so CMake builds the ops without Python.
 #include <Python.h>
 

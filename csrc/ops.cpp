@@ -1,8 +1,9 @@
 // The spn operator schemas, defined once. Backend files only add implementations:
-//   csrc/cpu/*.cpp          TORCH_LIBRARY_IMPL(spn, CPU, m)
-//   csrc/cuda/binding.cpp   TORCH_LIBRARY_IMPL(spn, CUDA, m)   (only when built with CUDA)
-// Fake (meta) kernels and autograd are registered from Python in spn_kernels/_library.py.
-// The semantics of each op are written down in its pure-PyTorch reference, spn_kernels/*/ref.py.
+//   csrc/<op>/cpu.cpp       TORCH_LIBRARY_IMPL(spn, CPU, m)
+//   csrc/cuda/binding.cpp   TORCH_LIBRARY_IMPL(spn, CUDA, m)   (only when built with CUDA; kernels in csrc/<op>/*.cu)
+// Each op registers its fake (meta) kernel, and masked_conv2d its autograd, from Python in
+// spn_kernels/ops/<op>/op.py. The semantics of each op are written down in its pure-PyTorch reference,
+// spn_kernels/ops/<op>/ref.py.
 #include <torch/library.h>
 
 TORCH_LIBRARY(spn, m) {

@@ -1,15 +1,23 @@
-"""spn_kernels: the op library under spn (torch.ops.spn.*), with pure-PyTorch references beside it."""
+"""spn_kernels: the op library under spn (torch.ops.spn.*), with pure-PyTorch references beside it.
+
+Every op lives in its own folder, spn_kernels/ops/<op>/ (reference, public function, Triton kernel), and
+its C++ kernels in csrc/<op>/.
+"""
 
 from ._backend import BACKENDS
-from .masked_conv.ref import (
-    conv_mask,
-    masked_conv2d_backward_ref,
-    masked_conv2d_ref,
-    masked_conv2d_step_ref,
-)
 from .modules import MaskedConv2d
-from .ops import masked_conv2d, masked_conv2d_step, slice_context, slice_scatter_, subscale_merge, subscale_split
-from .subscale.ref import slice_context_ref, slice_scatter_ref_, subscale_merge_ref, subscale_split_ref
+from .ops.masked_conv2d.op import masked_conv2d
+from .ops.masked_conv2d.ref import conv_mask, masked_conv2d_backward_ref, masked_conv2d_ref
+from .ops.masked_conv2d_step.op import masked_conv2d_step
+from .ops.masked_conv2d_step.ref import masked_conv2d_step_ref
+from .ops.slice_context.op import slice_context
+from .ops.slice_context.ref import slice_context_ref
+from .ops.slice_scatter_.op import slice_scatter_
+from .ops.slice_scatter_.ref import slice_scatter_ref_
+from .ops.subscale_merge.op import subscale_merge
+from .ops.subscale_merge.ref import subscale_merge_ref
+from .ops.subscale_split.op import subscale_split
+from .ops.subscale_split.ref import subscale_split_ref
 
 __all__ = [
     "BACKENDS",

@@ -1,8 +1,11 @@
-"""Input validation shared by the public functions and the fake kernels.
+"""The input rules of the ops in Python, for where no C++ kernel runs.
 
-Every check raises ValueError naming the argument and showing the shapes involved. Plain ``if``/``raise``
-rather than torch._check_value: dynamo traces it (guarding on shapes), while _check_value's message closure
-must not capture tensors.
+The C++ kernels check their own inputs (csrc/checks.h, shared by the CPU kernels and the CUDA binding), so on
+the dispatcher path the public functions check only what C++ cannot see (`as_t`, `check_devices`). These
+rules run instead for the reference (backend="torch"), inside the Triton ops, and in the fake kernels
+(torch.compile). Each raises ValueError naming the argument and showing the shapes, with the same wording as
+the C++ checks. Plain ``if``/``raise`` rather than torch._check_value: dynamo traces it (guarding on shapes),
+while _check_value's message closure must not capture tensors.
 """
 
 from __future__ import annotations
@@ -29,6 +32,20 @@ def check_rank(x: torch.Tensor, rank: int, name: str, layout: str) -> None:
     require(x.dim() == rank, lambda: f"{name} must be {rank}-D {layout}, got shape {_shape(x)}")
 
 
+def check_same(a: torch.Tensor, b: torch.Tensor, na: str, nb: str) -> None:
+    require(a.device == b.device, lambda: f"{na} is on {a.device} but {nb} is on {b.device}")
+    require(a.dtype == b.dtype, lambda: f"{na} has dtype {a.dtype} but {nb} has dtype {b.dtype}")
+
+
+def check_devices(first: torch.Tensor, name: str, **others: torch.Tensor | None) -> None:
+    """Every tensor in ``others`` is on ``first``'s device. The dispatcher picks a kernel from the devices of
+    all tensor arguments before any kernel runs, so the public functions check this themselves."""
+    for na, t in others.items():
+        if isinstance(t, torch.Tensor):
+            require(t.device == first.device, lambda: f"{na} is on {t.device} but {name} is on {first.device}")
+
+
+# ---------------------------------------------------------------- slice ops
 def check_subscale(x: torch.Tensor, s: int, name: str = "x") -> None:
     check_rank(x, 4, name, "[B, C, H, W]")
     require(s >= 1, lambda: f"s must be >= 1, got s={s}")
@@ -57,42 +74,34 @@ def check_bits(bits: int) -> None:
     require(1 <= bits <= 16, lambda: f"bits must be in 1..16, got bits={bits}")
 
 
-def as_t(t: int | torch.Tensor, x: torch.Tensor, hi: int, compiling: bool) -> torch.Tensor:
-    """Turns the slice index ``t`` (int or [B] tensor) into an int64 tensor [B] on x's device.
-
-    ``hi`` is the largest valid value. The range of a tensor ``t`` is checked eagerly; under torch.compile
-    the data-dependent check is left to the kernels (a graph cannot branch on tensor values).
-    """
+def check_t(t: torch.Tensor, x: torch.Tensor) -> None:
+    """t is an integer tensor [B] on x's device (its values: `as_t`)."""
     B = x.shape[0]
-    if isinstance(t, int):
-        require(0 <= t <= hi, lambda: f"t must be in [0, {hi}], got t={t}")
-        return torch.full((B,), t, dtype=torch.int64, device=x.device)
-    require(isinstance(t, torch.Tensor), lambda: f"t must be an int or a LongTensor [B], got {type(t)}")
     require(t.dim() == 1 and t.shape[0] == B, lambda: f"t must have shape [B]=({B},), got shape {_shape(t)}")
-    require(not t.is_floating_point(), lambda: f"t must be an integer tensor, got {t.dtype}")
+    require(not t.is_floating_point() and not t.is_complex(), lambda: f"t must be an integer tensor, got {t.dtype}")
     require(t.device == x.device, lambda: f"t is on {t.device} but x is on {x.device}")
-    if not compiling and t.numel() > 0:
+
+
+def as_t(t: int | torch.Tensor, x: torch.Tensor, hi: int, check_values: bool) -> torch.Tensor:
+    """The slice index ``t`` as a tensor: an int becomes an int64 tensor [B] on x's device, a tensor is
+    passed on as it is (its shape and dtype are the kernel's to check: `check_t`, csrc/checks.h).
+
+    ``hi`` is the largest valid value. With ``check_values`` the range is checked here, eagerly: for every
+    kernel but the C++ CPU ones, which read t on the host and check it themselves. Under torch.compile nobody
+    checks the values (a graph cannot branch on them); the kernels then stay in bounds whatever t holds.
+    """
+    if isinstance(t, int):
+        if check_values:
+            require(0 <= t <= hi, lambda: f"t must be in [0, {hi}], got t={t}")
+        return torch.full((x.shape[0] if x.dim() else 0,), t, dtype=torch.int64, device=x.device)
+    require(isinstance(t, torch.Tensor), lambda: f"t must be an int or a LongTensor [B], got {type(t)}")
+    if check_values and t.numel() > 0 and not (t.is_floating_point() or t.is_complex()):
         lo_v, hi_v = int(t.min()), int(t.max())
         require(lo_v >= 0 and hi_v <= hi, lambda: f"t must be in [0, {hi}], got values in [{lo_v}, {hi_v}]")
-    return t.to(torch.int64)
+    return t
 
 
-def check_conv(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, mask_type: str, color_groups: int
-) -> None:
-    check_rank(x, 4, "x", "[B, C_in, H, W]")
-    check_rank(weight, 4, "weight", "[C_out, C_in, k, k]")
-    check_conv_params(weight, bias, mask_type, color_groups)
-    require(
-        x.shape[1] == weight.shape[1],
-        lambda: (
-            f"x has {x.shape[1]} channels but weight expects C_in={weight.shape[1]}: "
-            f"x {_shape(x)}, weight {_shape(weight)}"
-        ),
-    )
-    check_same(x, weight, "x", "weight")
-
-
+# ---------------------------------------------------------------- masked convolution
 def check_conv_params(weight: torch.Tensor, bias: torch.Tensor | None, mask_type: str, color_groups: int) -> None:
     k, k2 = weight.shape[2], weight.shape[3]
     require(k == k2, lambda: f"weight must have a square kernel, got shape {_shape(weight)}")
@@ -118,9 +127,38 @@ def check_conv_params(weight: torch.Tensor, bias: torch.Tensor | None, mask_type
         check_same(bias, weight, "bias", "weight")
 
 
-def check_same(a: torch.Tensor, b: torch.Tensor, na: str, nb: str) -> None:
-    require(a.device == b.device, lambda: f"{na} is on {a.device} but {nb} is on {b.device}")
-    require(a.dtype == b.dtype, lambda: f"{na} has dtype {a.dtype} but {nb} has dtype {b.dtype}")
+def check_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, mask_type: str, color_groups: int
+) -> None:
+    check_rank(x, 4, "x", "[B, C_in, H, W]")
+    check_rank(weight, 4, "weight", "[C_out, C_in, k, k]")
+    check_conv_params(weight, bias, mask_type, color_groups)
+    require(
+        x.shape[1] == weight.shape[1],
+        lambda: (
+            f"x has {x.shape[1]} channels but weight expects C_in={weight.shape[1]}: "
+            f"x {_shape(x)}, weight {_shape(weight)}"
+        ),
+    )
+    check_same(x, weight, "x", "weight")
+
+
+def check_conv_backward(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    mask_type: str,
+    color_groups: int,
+    output_mask: list[bool],
+) -> None:
+    check_conv(x, weight, None, mask_type, color_groups)
+    require(len(output_mask) == 3, lambda: f"output_mask must have 3 entries, got {len(output_mask)}")
+    want = (x.shape[0], weight.shape[0], x.shape[2], x.shape[3])
+    require(
+        tuple(grad_out.shape) == want,
+        lambda: f"grad_out must have shape [B, C_out, H, W]={want}, got {_shape(grad_out)}",
+    )
+    check_same(grad_out, x, "grad_out", "x")
 
 
 def check_step(

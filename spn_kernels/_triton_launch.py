@@ -1,7 +1,13 @@
-"""What every Triton launcher shares: the one place a kernel is launched, the device guard, and a recorder
-that captures launches instead of running them (the compile check turns those into real GPU compiles).
+"""What every Triton launcher shares: the plan of one launch, the one place a plan is launched (with the device
+guard), and small sizing helpers.
 
-Imported only by the Triton launchers (spn_kernels/*/triton*.py), so it may import triton.
+Each launcher is split in two: a pure ``plan_*`` function that allocates the outputs and returns the `Launch`
+(kernel, grid, arguments, constexprs) for a given configuration, and the launcher that picks the
+configuration, calls the plan and runs it. The compile check (tests/ops/test_triton_compile.py) calls the
+same plan functions on meta tensors for every configuration and compiles what they return.
+
+Imported only by the Triton modules (spn_kernels/_triton_slices.py, spn_kernels/ops/*/triton.py), so it may
+import triton.
 """
 
 from __future__ import annotations
@@ -13,8 +19,6 @@ from typing import Any
 
 import torch
 import triton
-
-_RECORDING: list[list[Launch]] = []
 
 
 @dataclass
@@ -32,27 +36,13 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def launch(kernel, grid: tuple, *args, **meta) -> None:
-    if _RECORDING:
-        _RECORDING[-1].append(Launch(kernel, tuple(grid), args, meta))
+def launch(plan: Launch) -> None:
+    if min(plan.grid) == 0:
         return
-    if min(grid) == 0:
-        return
-    dev = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
+    dev = next((a.device for a in plan.args if isinstance(a, torch.Tensor)), None)
     guard = torch.cuda.device(dev) if dev is not None and dev.type == "cuda" else contextlib.nullcontext()
     with guard:
-        kernel[grid](*args, **meta)
-
-
-@contextlib.contextmanager
-def recording():
-    """Within this block launch() records instead of running; use with meta-device tensors."""
-    calls: list[Launch] = []
-    _RECORDING.append(calls)
-    try:
-        yield calls
-    finally:
-        _RECORDING.pop()
+        plan.kernel[plan.grid](*plan.args, **plan.meta)
 
 
 def pow2(n: int, lo: int = 1, hi: int | None = None) -> int:
@@ -62,12 +52,10 @@ def pow2(n: int, lo: int = 1, hi: int | None = None) -> int:
 
 
 def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
-    """tl.dot input precision for fp32 tiles: the convention of the reference the op is compared with.
-
-    On CUDA, F.conv2d (cuDNN) uses TF32 when torch.backends.cudnn.allow_tf32 (the default) is set, so the
-    kernel does too; on CPU (the interpreter) the reference is full fp32, and so is the kernel. Meta tensors
-    stand for CUDA ones: the compile check (tests/kernels/test_triton_compile.py) launches on them.
-    """
-    if dtype == torch.float32 and device.type in ("cuda", "meta") and torch.backends.cudnn.allow_tf32:
+    """tl.dot input precision for tiles of ``dtype`` on ``device``: the convention of the reference the op is
+    compared with. On CUDA, F.conv2d (cuDNN) uses TF32 for fp32 when torch.backends.cudnn.allow_tf32 (the
+    default) is set, so the kernel does too; elsewhere (the interpreter on CPU) the reference is full fp32, and
+    so is the kernel. The launchers pass the result to their plan functions as ``precision``."""
+    if dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32:
         return "tf32"
     return "ieee"

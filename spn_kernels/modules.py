@@ -7,8 +7,9 @@ import math
 import torch
 from torch import nn
 
-from . import ops
-from .masked_conv.ref import conv_mask
+from .ops.masked_conv2d.op import masked_conv2d
+from .ops.masked_conv2d.ref import conv_mask
+from .ops.masked_conv2d_step.op import masked_conv2d_step
 
 
 class MaskedConv2d(nn.Module):
@@ -65,11 +66,11 @@ class MaskedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C_in, H, W] -> [B, C_out, H, W]."""
-        return ops.masked_conv2d(x, self.weight, self.bias, self.mask_type, self.color_groups, backend=self.backend)
+        return masked_conv2d(x, self.weight, self.bias, self.mask_type, self.color_groups, backend=self.backend)
 
     def step(self, cache: torch.Tensor, x_new: torch.Tensor | None, row: int, col: int) -> torch.Tensor:
         """Cached output at (row, col) (a whole row for mask "V"); see spn_kernels.masked_conv2d_step."""
-        return ops.masked_conv2d_step(
+        return masked_conv2d_step(
             cache, x_new, self.weight, self.bias, row, col, self.mask_type, self.color_groups, backend=self.backend
         )
 

@@ -1,7 +1,11 @@
 """Shared test setup.
 
-TRITON_INTERPRET must be set before any @triton.jit decorator runs, so the Triton kernels execute on CPU
-tensors here (this machine and CI have no GPU). A session with a GPU can run `TRITON_INTERPRET=0 pytest`.
+TRITON_INTERPRET must be set before any @triton.jit decorator runs; it defaults to 1 here, so the Triton kernels
+run on CPU tensors through the interpreter. `TRITON_INTERPRET=0 pytest` compiles them for a GPU instead.
+
+Markers (registered in pyproject.toml):
+- gpu: needs a CUDA GPU; skipped without one.
+- triton: needs the Triton kernels to run here (triton installed, and a GPU or TRITON_INTERPRET=1).
 """
 
 import os
@@ -14,16 +18,26 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 
+def triton_runs() -> bool:
+    """Whether the Triton kernels run in this environment: on a GPU, or on CPU through the interpreter."""
+    if importlib.util.find_spec("triton") is None or importlib.util.find_spec("spn_kernels._triton_launch") is None:
+        return False
+    return os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available()
+
+
 def cpu_backends() -> list[str]:
     """Every backend that runs on CPU tensors in this environment."""
     out = ["torch", "cpu"]
-    if (
-        os.environ.get("TRITON_INTERPRET") == "1"
-        and importlib.util.find_spec("triton") is not None
-        and importlib.util.find_spec("spn_kernels._triton_ops") is not None
-    ):
+    if os.environ.get("TRITON_INTERPRET") == "1" and triton_runs():
         out.append("triton")
     return out
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("gpu") and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    if item.get_closest_marker("triton") and not triton_runs():
+        pytest.skip("Triton kernels need triton and a GPU or TRITON_INTERPRET=1")
 
 
 @pytest.fixture(params=cpu_backends())

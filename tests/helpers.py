@@ -1,7 +1,9 @@
-"""Test helpers: tolerances with a reason, and layouts that kernels often get wrong."""
+"""Test helpers: tolerances with a reason, layouts that kernels often get wrong, and the cases the op tests
+(tests/ops/test_<op>.py) share."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -35,3 +37,117 @@ def layout(x: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 LAYOUTS = ["contiguous", "channels_last", "noncontiguous"]
+
+
+# ---------------------------------------------------------------- the ops, for tests that cover every one
+# torch.ops.spn.<name> for each: every op has a C++ CPU kernel and a Triton op torch.ops.spn_triton.<name>.
+OPS = (
+    "subscale_split",
+    "subscale_merge",
+    "slice_context",
+    "slice_scatter_",
+    "masked_conv2d",
+    "masked_conv2d_backward",
+    "masked_conv2d_step",
+)
+# The ops with a CUDA C++ kernel (csrc/cuda/binding.cpp's TORCH_LIBRARY_IMPL(spn, CUDA, m)).
+CUDA_OPS = ("subscale_split", "subscale_merge", "slice_context", "slice_scatter_", "masked_conv2d_step")
+
+
+# ---------------------------------------------------------------- slice ops
+# (B, C, H, W, s) with readable ids
+SLICE_SHAPES = {
+    "b1-c1-4x4-s2": (1, 1, 4, 4, 2),
+    "b2-c3-6x6-s3": (2, 3, 6, 6, 3),
+    "b3-c3-8x8-s1": (3, 3, 8, 8, 1),
+    "b1-c5-14x21-s7": (1, 5, 14, 21, 7),
+    "b2-c2-10x6-s2": (2, 2, 10, 6, 2),
+    "b4-c3-16x16-s4": (4, 3, 16, 16, 4),
+    "b1-c1-13x13-s13": (1, 1, 13, 13, 13),
+}
+SLICE_DTYPES = [torch.uint8, torch.int16, torch.int32, torch.int64, torch.float32, torch.float64]
+
+
+def np_split(x: np.ndarray, s: int) -> np.ndarray:
+    """subscale_split in numpy, independently of the reference."""
+    B, C, H, W = x.shape
+    out = np.empty((B, s * s, C, H // s, W // s), dtype=x.dtype)
+    for i in range(s):
+        for j in range(s):
+            out[:, i * s + j] = x[:, :, i::s, j::s]
+    return out
+
+
+def slice_image(shape, dtype, bits=8):
+    """An image [B, C, H, W] for a (B, C, H, W, s) shape: normal floats, or integers in [0, 2^bits)."""
+    B, C, H, W, _ = shape
+    if dtype.is_floating_point:
+        return torch.randn(B, C, H, W, dtype=dtype)
+    return torch.randint(0, 2**bits, (B, C, H, W), dtype=dtype)
+
+
+# On a GPU (tests marked gpu): cases that hit both code paths of the CUDA split/merge kernels, the vectorised
+# one (contiguous, W divisible by s * 16 / element size, s in {2, 4, 8}) and the strided one (everything else).
+# (B, C, H, W, s, dtype)
+CUDA_SLICE_CASES = {
+    "vec-u8-s4": (2, 3, 64, 64, 4, torch.uint8),
+    "vec-u8-s8": (1, 3, 128, 256, 8, torch.uint8),
+    "vec-i16-s2": (2, 2, 8, 32, 2, torch.int16),
+    "vec-f32-s4": (3, 1, 16, 16, 4, torch.float32),
+    "vec-i64-s8": (1, 2, 16, 16, 8, torch.int64),
+    "generic-u8-s4-small": (2, 3, 16, 16, 4, torch.uint8),
+    "generic-i32-s3": (1, 5, 12, 9, 3, torch.int32),
+    "generic-u8-s1": (2, 1, 5, 7, 1, torch.uint8),
+    "generic-c128-s2": (1, 2, 4, 6, 2, torch.complex128),
+}
+
+
+def cuda_image(B, C, H, W, dtype, hi=256):
+    if dtype.is_floating_point or dtype.is_complex:
+        return torch.randn(B, C, H, W, dtype=dtype, device="cuda")
+    return torch.randint(0, hi, (B, C, H, W), device="cuda").to(dtype)
+
+
+def views(x):
+    """x itself, channels_last, and a strided view along W (on x's device)."""
+    wide = torch.zeros(*x.shape[:-1], 2 * x.shape[-1], dtype=x.dtype, device=x.device)
+    wide[..., ::2] = x
+    return {
+        "contiguous": x,
+        "channels_last": x.contiguous(memory_format=torch.channels_last),
+        "strided": wide[..., ::2],
+    }
+
+
+# ---------------------------------------------------------------- masked convolution
+# (B, C_in, C_out, H, W, k, mask_type, color_groups)
+CONV_CASES = {
+    "b1-1to1-5x5-k3-A": (1, 1, 1, 5, 5, 3, "A", 1),
+    "b2-3to8-7x7-k3-B": (2, 3, 8, 7, 7, 3, "B", 1),
+    "b1-4to4-11x13-k5-V": (1, 4, 4, 11, 13, 5, "V", 1),
+    "b3-6to9-7x5-k5-A-g3": (3, 6, 9, 7, 5, 5, "A", 3),
+    "b2-6to6-9x9-k7-B-g3": (2, 6, 6, 9, 9, 7, "B", 3),
+    "b1-5to7-3x3-k7-B": (1, 5, 7, 3, 3, 7, "B", 1),
+    "b2-16to16-8x8-k1-B": (2, 16, 16, 8, 8, 1, "B", 1),
+    "b1-2to2-1x1-k3-V": (1, 2, 2, 1, 1, 3, "V", 1),
+}
+
+
+def make_conv(case, dtype, bias=True):
+    """x, weight, bias for a CONV_CASES entry."""
+    B, ci, co, H, W, k, _, _ = case
+    x = torch.randn(B, ci, H, W, dtype=dtype)
+    w = torch.randn(co, ci, k, k, dtype=dtype) / (ci * k)
+    b = torch.randn(co, dtype=dtype) if bias else None
+    return x, w, b
+
+
+def conv_inputs(B, ci, co, H, W, k, dtype):
+    """x, weight, bias drawn in float32, then cast (the same values for every dtype)."""
+    x = torch.randn(B, ci, H, W).to(dtype)
+    w = (torch.randn(co, ci, k, k) / (ci * k)).to(dtype)
+    b = torch.randn(co).to(dtype)
+    return x, w, b
+
+
+HALF = [torch.bfloat16, torch.float16]

@@ -1,14 +1,15 @@
-// ATen side of the CUDA kernels: checks the inputs (ValueError naming the argument and shapes), turns tensors
-// into the plain params of params.h, sets the device guard and launches on the current stream. The kernels
-// themselves live in the .cu files, which see no torch header.
+// ATen side of the CUDA kernels: checks the inputs (csrc/checks.h, the rules the CPU kernels use, plus what only
+// the GPU needs: CUDA tensors, supported element sizes, 32-bit limits of the step kernel), turns tensors into
+// the plain params of params.h, sets the device guard and launches on the current stream. The kernels
+// themselves live in csrc/<op>/<op>.cu, which see no torch header.
 //
 // Dispatch: these are the spn::* CUDA kernels, so backend=None on CUDA tensors runs them for the five ops
-// below, while masked_conv2d and its backward (no CUDA C++ kernel) run Triton. That split is a prior, not yet
-// measured on a GPU: a hand-written latency kernel is expected to beat the generic Triton step, and the slice
-// ops are expected to tie with Triton at copy bandwidth (benchmarks/gpu_check.py measures both backends).
+// below, while masked_conv2d and its backward (no CUDA C++ kernel) run Triton (spn_kernels/_backend.py). The
+// expectation behind that split: a hand-written latency kernel beats the generic Triton step, and the slice ops
+// tie with Triton at copy bandwidth; benchmarks/gpu_check.py measures both backends.
 //
-// CI has no CUDA torch, so this file is compiled there by tests/kernels/test_cuda_sources.py against the CPU
-// wheel's c10/cuda headers (compile only, plus a check that every launcher it calls is defined by a .cu).
+// Without a CUDA build of torch, tests/ops/test_cuda_sources.py compiles this file against the CPU wheel's
+// c10/cuda headers (compile only, plus a check that every launcher it calls is defined by a .cu).
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
@@ -19,7 +20,8 @@
 #include <cstdint>
 #include <optional>
 
-#include "params.h"
+#include "checks.h"
+#include "cuda/params.h"
 
 namespace spn {
 namespace cuda {
@@ -29,36 +31,11 @@ void check_cuda(const at::Tensor& t, const char* name, const char* op) {
   TORCH_CHECK_VALUE(t.is_cuda(), op, ": ", name, " must be a CUDA tensor, got one on ", t.device());
 }
 
-void check_same(const at::Tensor& a, const at::Tensor& b, const char* na, const char* nb, const char* op) {
-  TORCH_CHECK_VALUE(a.device() == b.device(), op, ": ", na, " is on ", a.device(), " but ", nb, " is on ", b.device());
-  TORCH_CHECK_VALUE(a.scalar_type() == b.scalar_type(), op, ": ", na, " has dtype ", a.scalar_type(), " but ", nb,
-                    " has dtype ", b.scalar_type());
-}
-
-void check_image(const at::Tensor& x, int64_t s, const char* op) {
-  check_cuda(x, "x", op);
-  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D [B, C, H, W], got shape ", x.sizes());
-  TORCH_CHECK_VALUE(s >= 1, op, ": s must be >= 1, got s=", s);
-  TORCH_CHECK_VALUE(x.size(2) % s == 0 && x.size(3) % s == 0, op, ": x height and width must be divisible by s=", s,
-                    ", got x of shape ", x.sizes());
-}
-
 int64_t word_size(const at::Tensor& x, const char* name, const char* op) {
   const int64_t size = static_cast<int64_t>(x.element_size());
   TORCH_CHECK_VALUE(size == 1 || size == 2 || size == 4 || size == 8 || size == 16, op, ": ", name,
                     " has an unsupported element size ", size, " (dtype ", x.scalar_type(), ")");
   return size;
-}
-
-// t as int64 [B] on x's device. Its values are not checked here (that would synchronise with the GPU): the
-// public functions check them eagerly, and the kernels stay in bounds whatever they are.
-at::Tensor as_t(const at::Tensor& t, const at::Tensor& x, const char* op) {
-  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == x.size(0), op, ": t must have shape [B]=(", x.size(0),
-                    ",), got shape ", t.sizes());
-  TORCH_CHECK_VALUE(!t.is_floating_point() && !t.is_complex(), op, ": t must be an integer tensor, got ",
-                    t.scalar_type());
-  TORCH_CHECK_VALUE(t.device() == x.device(), op, ": t is on ", t.device(), " but x is on ", x.device());
-  return t.to(at::kLong);
 }
 
 template <int N>
@@ -89,6 +66,7 @@ SubscaleParams subscale_params(const at::Tensor& img, const at::Tensor& slices, 
 
 at::Tensor subscale_split_cuda(const at::Tensor& x, int64_t s) {
   const char* op = "subscale_split";
+  check_cuda(x, "x", op);
   check_image(x, s, op);
   word_size(x, "x", op);
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -102,11 +80,7 @@ at::Tensor subscale_split_cuda(const at::Tensor& x, int64_t s) {
 at::Tensor subscale_merge_cuda(const at::Tensor& slices) {
   const char* op = "subscale_merge";
   check_cuda(slices, "slices", op);
-  TORCH_CHECK_VALUE(slices.dim() == 5, op, ": slices must be 5-D [B, s*s, C, n, m], got shape ", slices.sizes());
-  int64_t s = 1;
-  while ((s + 1) * (s + 1) <= slices.size(1)) ++s;
-  TORCH_CHECK_VALUE(s * s == slices.size(1), op, ": slices.shape[1] must be a square s*s >= 1, got shape ",
-                    slices.sizes());
+  const int64_t s = check_slices(slices, op);
   word_size(slices, "slices", op);
   const int64_t B = slices.size(0), C = slices.size(2), h = slices.size(3), w = slices.size(4);
   const c10::cuda::CUDAGuard guard(slices.device());
@@ -118,7 +92,11 @@ at::Tensor subscale_merge_cuda(const at::Tensor& slices) {
 
 at::Tensor slice_context_cuda(const at::Tensor& x, int64_t s, const at::Tensor& t, int64_t bits) {
   const char* op = "slice_context";
+  check_cuda(x, "x", op);
   check_image(x, s, op);
+  check_int_image(x, op);
+  check_bits(bits, op);
+  check_t(t, x, op);
   DType dtype;
   switch (x.scalar_type()) {
     case at::kByte: dtype = DType::kUInt8; break;
@@ -127,12 +105,10 @@ at::Tensor slice_context_cuda(const at::Tensor& x, int64_t s, const at::Tensor& 
     case at::kInt: dtype = DType::kInt32; break;
     case at::kLong: dtype = DType::kInt64; break;
     default:
-      TORCH_CHECK_VALUE(false, op, ": x must be an integer image (uint8/int8/int16/int32/int64), got ",
-                        x.scalar_type());
+      TORCH_CHECK_VALUE(false, op, ": x has a dtype the kernel does not know, ", x.scalar_type());
   }
-  TORCH_CHECK_VALUE(1 <= bits && bits <= 16, op, ": bits must be in 1..16, got bits=", bits);
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor t64 = as_t(t, x, op);
+  const at::Tensor t64 = t.to(at::kLong);  // values unchecked: that would synchronise (see checks.h, check_t)
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   at::Tensor out = at::empty({B, s * s * (C + 1), H / s, W / s}, x.options().dtype(at::kFloat));
   if (out.numel() == 0) return out;
@@ -155,16 +131,14 @@ at::Tensor slice_context_cuda(const at::Tensor& x, int64_t s, const at::Tensor& 
 
 void slice_scatter_cuda_(at::Tensor& x, const at::Tensor& values, int64_t s, const at::Tensor& t) {
   const char* op = "slice_scatter_";
+  check_cuda(x, "x", op);
   check_image(x, s, op);
-  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  TORCH_CHECK_VALUE(values.dim() == 4 && values.size(0) == B && values.size(1) == C && values.size(2) == H / s &&
-                        values.size(3) == W / s,
-                    op, ": values must have shape [B, C, H/s, W/s]=(", B, ", ", C, ", ", H / s, ", ", W / s,
-                    ") for x ", x.sizes(), " and s=", s, ", got ", values.sizes());
-  check_same(values, x, "values", "x", op);
+  check_scatter_values(values, x, s, op);
+  check_t(t, x, op);
   word_size(x, "x", op);
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor t64 = as_t(t, x, op);
+  const at::Tensor t64 = t.to(at::kLong);  // values unchecked: the kernel skips a t outside [0, s*s)
   if (values.numel() == 0) return;
   ScatterParams p{};
   p.img = x.data_ptr();
@@ -187,15 +161,10 @@ at::Tensor masked_conv2d_step_cuda(at::Tensor& cache, const std::optional<at::Te
                                    int64_t col, c10::string_view mask_type, int64_t color_groups) {
   const char* op = "masked_conv2d_step";
   check_cuda(cache, "cache", op);
-  TORCH_CHECK_VALUE(cache.dim() == 4, op, ": cache must be 4-D [B, C_in, H, W], got shape ", cache.sizes());
-  TORCH_CHECK_VALUE(weight.dim() == 4, op, ": weight must be 4-D [C_out, C_in, k, k], got shape ", weight.sizes());
-  check_same(weight, cache, "weight", "cache", op);
+  const MaskType mt = parse_mask_type(mask_type, op);
+  check_step(cache, x_new, weight, bias, row, col, mt, color_groups, op);
   const int64_t B = cache.size(0), C_in = cache.size(1), H = cache.size(2), W = cache.size(3);
   const int64_t C_out = weight.size(0), k = weight.size(2);
-  TORCH_CHECK_VALUE(weight.size(1) == C_in, op, ": cache has ", C_in, " channels but weight expects C_in=",
-                    weight.size(1), ": cache ", cache.sizes(), ", weight ", weight.sizes());
-  TORCH_CHECK_VALUE(k == weight.size(3) && k % 2 == 1, op, ": weight must have an odd square kernel, got shape ",
-                    weight.sizes());
   TORCH_CHECK_VALUE(C_in * k * k < (int64_t{1} << 31) && C_out < (int64_t{1} << 31), op,
                     ": weight is too large for the step kernel, got shape ", weight.sizes());
   DType dtype;
@@ -205,41 +174,9 @@ at::Tensor masked_conv2d_step_cuda(at::Tensor& cache, const std::optional<at::Te
     case at::kHalf: dtype = DType::kFloat16; break;
     case at::kDouble: dtype = DType::kFloat64; break;
     default:
-      TORCH_CHECK_VALUE(false, op, ": cache must be float32/bfloat16/float16/float64, got ", cache.scalar_type());
+      TORCH_CHECK_VALUE(false, op, ": cache has a dtype the kernel does not know, ", cache.scalar_type());
   }
-  Mask mask;
-  if (mask_type == "A") {
-    mask = Mask::kA;
-  } else if (mask_type == "B") {
-    mask = Mask::kB;
-  } else if (mask_type == "V") {
-    mask = Mask::kV;
-  } else {
-    TORCH_CHECK_VALUE(false, op, ": mask_type must be one of 'A', 'B', 'V', got '", mask_type, "'");
-  }
-  TORCH_CHECK_VALUE(color_groups >= 1 && C_out % color_groups == 0 && C_in % color_groups == 0, op,
-                    ": color_groups must be >= 1 and divide C_out and C_in, got color_groups=", color_groups,
-                    " and weight ", weight.sizes());
-  TORCH_CHECK_VALUE(mask != Mask::kV || color_groups == 1, op,
-                    ": color_groups applies to the centre tap of masks 'A'/'B' only; mask 'V' needs 1, got ",
-                    color_groups);
-  TORCH_CHECK_VALUE(0 <= row && row < H, op, ": row must be in [0, ", H, ") for cache ", cache.sizes(),
-                    ", got row=", row);
-  TORCH_CHECK_VALUE(0 <= col && col < W, op, ": col must be in [0, ", W, ") for cache ", cache.sizes(),
-                    ", got col=", col);
-  if (bias.has_value()) {
-    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == C_out, op, ": bias must have shape [C_out]=(", C_out,
-                      ",), got ", bias->sizes());
-    check_same(*bias, cache, "bias", "cache", op);
-  }
-  if (x_new.has_value()) {
-    const bool ok = mask == Mask::kV ? x_new->dim() == 3 && x_new->size(0) == B && x_new->size(1) == C_in &&
-                                           x_new->size(2) == W
-                                     : x_new->dim() == 2 && x_new->size(0) == B && x_new->size(1) == C_in;
-    TORCH_CHECK_VALUE(ok, op, ": x_new must have shape ", (mask == Mask::kV ? "[B, C_in, W]" : "[B, C_in]"),
-                      " for mask '", mask_type, "' and cache ", cache.sizes(), ", got ", x_new->sizes());
-    check_same(*x_new, cache, "x_new", "cache", op);
-  }
+  const Mask mask = mt == MaskType::A ? Mask::kA : mt == MaskType::B ? Mask::kB : Mask::kV;
 
   const c10::cuda::CUDAGuard guard(cache.device());
   at::Tensor out = mask == Mask::kV ? at::empty({B, C_out, W}, cache.options()) : at::empty({B, C_out}, cache.options());

@@ -1,7 +1,7 @@
-// Plain parameter structs shared by the CUDA kernels (*.cu) and their ATen binding (binding.cpp).
+// Plain parameter structs shared by the CUDA kernels (csrc/<op>/<op>.cu) and their ATen binding (binding.cpp).
 //
-// This header must stay free of torch/ATen: the .cu files include only CUDA headers and this file, so CI can
-// compile them with bare nvcc (tests/kernels/test_cuda_sources.py) although it has a CPU-only torch.
+// This header must stay free of torch/ATen: the .cu files include only CUDA headers and this file, so bare
+// nvcc compiles them without a CUDA build of torch (tests/ops/test_cuda_sources.py).
 // All sizes, strides and offsets are int64 (element units): a 64 x 3 x 1024 x 1024 image already needs more
 // than 2^31 elements of index space once split into slices of a large batch.
 #pragma once
@@ -17,7 +17,7 @@ namespace cuda {
 // and slice_context need the real type.
 enum class DType : int { kUInt8, kInt8, kInt16, kInt32, kInt64, kFloat16, kBFloat16, kFloat32, kFloat64 };
 
-// Masks of masked_conv2d (spn_kernels/masked_conv/ref.py: conv_mask).
+// Masks of masked_conv2d (spn_kernels/ops/masked_conv2d/ref.py: conv_mask).
 enum class Mask : int { kA, kB, kV };
 
 // subscale_split / subscale_merge: the image [B, C, H, W] and its slices [B, s*s, C, H/s, W/s].
@@ -71,7 +71,7 @@ struct StepParams {
   DType dtype;  // of cache, x_new, weight, bias and out: float32, bfloat16, float16 or float64
 };
 
-// Launchers (defined in the .cu files). Each returns cudaGetLastError() after its launches so the binding can
+// Launchers (defined in csrc/<op>/<op>.cu). Each returns cudaGetLastError() after its launches so the binding can
 // raise through C10_CUDA_CHECK; none synchronizes. Callers guarantee non-empty tensors and valid shapes.
 cudaError_t launch_subscale_split(const SubscaleParams& p, cudaStream_t stream);
 cudaError_t launch_subscale_merge(const SubscaleParams& p, cudaStream_t stream);

@@ -1,5 +1,5 @@
 // masked_conv2d, masked_conv2d_backward and masked_conv2d_step against a full-kernel ATen convolution with
-// the masked weight (the definition in spn_kernels/masked_conv/ref.py), in float64 so that only rounding
+// the masked weight (the definition in spn_kernels/ops/masked_conv2d/ref.py), in float64 so that only rounding
 // differs.
 #include <ATen/ATen.h>
 

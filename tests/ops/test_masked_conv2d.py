@@ -1,0 +1,280 @@
+"""masked_conv2d and its backward op: the masks, every backend against the references (forward, backward,
+gradcheck), the module, the input checks, the registrations (opcheck, torch.compile), the Triton kernels' own
+dtypes and configurations, and backend=None on a GPU (marked gpu)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import spn_kernels as sk
+from tests.helpers import CONV_CASES, HALF, LAYOUTS, assert_close_to_ref, conv_inputs, layout, make_conv
+
+
+def test_mask_definition():
+    m = sk.conv_mask(1, 1, 5, "A")[0, 0]
+    want_a = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0] * 5, [0] * 5], dtype=m.dtype)
+    want_b = want_a.clone()
+    want_b[2, 2] = 1
+    assert torch.equal(sk.conv_mask(1, 1, 5, "B")[0, 0], want_b)
+    assert torch.equal(sk.conv_mask(1, 1, 3, "V")[0, 0], torch.tensor([[1.0, 1, 1], [1, 1, 1], [0, 0, 0]]))
+    # R->G->B centre taps
+    a = sk.conv_mask(3, 3, 1, "A", 3)[:, :, 0, 0]
+    b = sk.conv_mask(6, 3, 1, "B", 3)[:, :, 0, 0]
+    assert torch.equal(a, torch.tensor([[0.0, 0, 0], [1, 0, 0], [1, 1, 0]]))
+    assert torch.equal(b, torch.tensor([[1.0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 0], [1, 1, 1], [1, 1, 1]]))
+
+
+@pytest.mark.parametrize("case", CONV_CASES.values(), ids=CONV_CASES.keys())
+@pytest.mark.parametrize("kind", LAYOUTS)
+def test_forward(backend, case, kind):
+    *_, mt, g = case
+    x, w, b = make_conv(case, torch.float32)
+    out = sk.masked_conv2d(layout(x, kind), w, b, mt, g, backend=backend)
+    ref = sk.masked_conv2d_ref(x, w, b, mt, g)
+    ref64 = sk.masked_conv2d_ref(x.double(), w.double(), b.double(), mt, g)
+    assert_close_to_ref(out, ref, ref64)
+
+
+@pytest.mark.parametrize("case", CONV_CASES.values(), ids=CONV_CASES.keys())
+def test_backward(backend, case):
+    *_, mt, g = case
+    x, w, b = make_conv(case, torch.float32)
+    gy = torch.randn(x.shape[0], w.shape[0], *x.shape[2:])
+
+    def grads(x, w, b, gy, be):
+        x, w, b = (t.clone().requires_grad_() for t in (x, w, b))
+        out = sk.masked_conv2d(x, w, b, mt, g, backend=be)
+        return torch.autograd.grad(out, (x, w, b), gy)
+
+    got = grads(x, w, b, gy, backend)
+    ref = grads(x, w, b, gy, "torch")
+    ref64 = grads(x.double(), w.double(), b.double(), gy.double(), "torch")
+    mask = sk.conv_mask(*w.shape[:3], mt, g)
+    assert torch.all(got[1][mask == 0] == 0), "masked taps must get exactly zero gradient"
+    for a, r, r64 in zip(got, ref, ref64):
+        assert_close_to_ref(a, r, r64)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [CONV_CASES["b2-3to8-7x7-k3-B"], CONV_CASES["b3-6to9-7x5-k5-A-g3"], CONV_CASES["b1-4to4-11x13-k5-V"]],
+    ids=["B", "A-g3", "V"],
+)
+def test_gradcheck(backend, case):
+    *_, mt, g = case
+    x, w, b = (t.requires_grad_() for t in make_conv(case, torch.float64))
+    assert torch.autograd.gradcheck(lambda x, w, b: sk.masked_conv2d(x, w, b, mt, g, backend=backend), (x, w, b))
+
+
+def test_backward_without_bias_and_frozen_input(backend):
+    x, w, _ = make_conv(CONV_CASES["b2-3to8-7x7-k3-B"], torch.float64)
+    w.requires_grad_()
+    out = sk.masked_conv2d(x, w, None, "B", backend=backend)
+    (gw,) = torch.autograd.grad(out.sum(), (w,))
+    (gw_ref,) = torch.autograd.grad(sk.masked_conv2d_ref(x, w, None, "B").sum(), (w,))
+    torch.testing.assert_close(gw, gw_ref)
+
+
+def test_module_drop_in():
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(3, 8, 5)
+    m = sk.MaskedConv2d(3, 8, 5, mask_type="A")
+    assert m.state_dict().keys() == conv.state_dict().keys()
+    assert m.weight.shape == conv.weight.shape and m.bias.shape == conv.bias.shape
+    m.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 3, 9, 9)
+    torch.testing.assert_close(m(x), F.conv2d(x, conv.weight * m.mask(), conv.bias, padding=2))
+    # PixelCNN code that keeps its mask as a buffer
+    sd = dict(conv.state_dict(), mask=m.mask().clone())
+    m.load_state_dict(sd)
+    sd["mask"] = sk.conv_mask(8, 3, 5, "B")
+    with pytest.raises(ValueError, match="mask"):
+        m.load_state_dict(sd)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(w=torch.zeros(4, 3, 3, 5)), "square kernel"),
+        (dict(w=torch.zeros(4, 3, 4, 4)), "odd"),
+        (dict(mask_type="C"), "mask_type"),
+        (dict(w=torch.zeros(4, 3, 3, 3), color_groups=3, mask_type="B"), "divisible by color_groups=3"),
+        (dict(w=torch.zeros(6, 3, 3, 3), color_groups=3, mask_type="V"), "mask 'V' needs 1"),
+        (dict(x=torch.zeros(2, 5, 7, 7)), "x has 5 channels but weight expects C_in=3"),
+        (dict(x=torch.zeros(5, 7, 7)), "x must be 4-D"),
+        (dict(w=torch.zeros(4, 3, 3, 3, dtype=torch.float64)), "dtype"),
+        (dict(b=torch.zeros(5)), r"bias must have shape \[C_out\]"),
+        (dict(x=torch.zeros(2, 3, 7, 7, dtype=torch.int64), w=torch.zeros(4, 3, 3, 3, dtype=torch.int64)), "float"),
+    ],
+    ids=[
+        "nonsquare",
+        "even",
+        "mask-type",
+        "groups-indivisible",
+        "V-groups",
+        "channels",
+        "rank",
+        "dtype-mismatch",
+        "bias-shape",
+        "int-weight",
+    ],
+)
+def test_conv_bad_input(backend, kwargs, match):
+    x = kwargs.get("x", torch.zeros(2, 3, 7, 7))
+    w = kwargs.get("w", torch.zeros(6, 3, 3, 3))
+    b = kwargs.get("b")
+    with pytest.raises(ValueError, match=match):
+        sk.masked_conv2d(x, w, b, kwargs.get("mask_type", "B"), kwargs.get("color_groups", 1), backend=backend)
+
+
+def test_opcheck():
+    x, w, b = make_conv(CONV_CASES["b3-6to9-7x5-k5-A-g3"], torch.float64)
+    x.requires_grad_()
+    w.requires_grad_()
+    torch.library.opcheck(torch.ops.spn.masked_conv2d.default, (x, w, b, "A", 3))
+    torch.library.opcheck(torch.ops.spn.masked_conv2d.default, (x, w, None, "B", 1))
+    gy = torch.randn(3, 9, 7, 5, dtype=torch.float64)
+    torch.library.opcheck(
+        torch.ops.spn.masked_conv2d_backward.default, (gy, x.detach(), w.detach(), "A", 3, [True, True, False])
+    )
+
+
+def test_compile_fullgraph():
+    m = sk.MaskedConv2d(3, 8, 3, "A")
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    out = torch.compile(m, fullgraph=True, backend="aot_eager")(x)
+    torch.testing.assert_close(out, m(x))
+    out.sum().backward()
+    assert x.grad is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_cpu_half_precision(dtype):
+    """Half-precision inputs run (oneDNN's convolution) and stay within 2x the reference's own error."""
+    x = torch.randn(2, 6, 9, 9)
+    w = torch.randn(6, 6, 5, 5) / 30
+    b = torch.randn(6)
+    out = sk.masked_conv2d(x.to(dtype), w.to(dtype), b.to(dtype), "A", 3, backend="cpu")
+    ref = sk.masked_conv2d_ref(x.to(dtype), w.to(dtype), b.to(dtype), "A", 3)
+    assert_close_to_ref(out, ref, sk.masked_conv2d_ref(x.double(), w.double(), b.double(), "A", 3))
+
+
+def test_cpu_backward_channels_last_grad():
+    """A channels_last grad_out and input (as autograd may hand them over) give the same gradients."""
+    x = torch.randn(2, 4, 7, 7, dtype=torch.float64)
+    w = torch.randn(8, 4, 3, 3, dtype=torch.float64)
+    gy = torch.randn(2, 8, 7, 7, dtype=torch.float64)
+    cl = torch.channels_last
+    got = torch.ops.spn.masked_conv2d_backward(
+        gy.contiguous(memory_format=cl), x.contiguous(memory_format=cl), w, "B", 1, [True, True, True]
+    )
+    want = sk.masked_conv2d_backward_ref(gy, x, w, "B", 1, [True, True, True])
+    for g, r in zip(got, want):
+        assert g.is_contiguous()
+        torch.testing.assert_close(g, r)
+
+
+# ---------------------------------------------------------------- Triton
+# Tolerance (tests/helpers.py): at most 2x the error of the same-dtype PyTorch reference against float64,
+# plus 4 ulps at the output's scale: the interpreter truncates fp32 -> bf16 stores (1 ulp; on a GPU they
+# round), and both accumulate in fp32 so neither is otherwise worse than one final rounding.
+@pytest.mark.triton
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("mt, g", [("A", 1), ("B", 3), ("V", 1)])
+def test_triton_half(dtype, mt, g):
+    x, w, b = conv_inputs(2, 6, 9, 7, 8, 5, dtype)
+    gy = torch.randn(2, 9, 7, 8).to(dtype)
+
+    def run(x, w, b, gy, backend):
+        x, w, b = (t.clone().requires_grad_() for t in (x, w, b))
+        out = sk.masked_conv2d(x, w, b, mt, g, backend=backend)
+        return (out, *torch.autograd.grad(out, (x, w, b), gy))
+
+    got = run(x, w, b, gy, "triton")
+    ref = run(x, w, b, gy, "torch")
+    ref64 = run(x.double(), w.double(), b.double(), gy.double(), "torch")
+    for a, r, r64 in zip(got, ref, ref64):
+        assert_close_to_ref(a, r, r64)
+
+
+# The GPU configurations, under the interpreter: shapes larger than one tile in every dimension, so partial
+# tiles, several K blocks and the pixel split of grad_weight all run. float64 keeps the comparison tight (its
+# configs have the smallest tiles).
+@pytest.mark.triton
+def test_triton_gpu_config_multiblock():
+    from spn_kernels.ops.masked_conv2d import triton as conv
+
+    x, w, b = conv_inputs(2, 20, 66, 6, 7, 3, torch.float64)  # 2 M blocks, 2 N blocks, 2-4 K blocks
+    gy = torch.randn(2, 66, 6, 7, dtype=torch.float64)
+    for mt, g in (("B", 1), ("A", 2), ("V", 1)):
+        out = conv.masked_conv2d(x, w, b, mt, g, "f64")
+        torch.testing.assert_close(out, sk.masked_conv2d_ref(x, w, b, mt, g))
+        got = conv.masked_conv2d_backward(gy, x, w, mt, g, [True, True, True], "f64", "f64")
+        want = sk.masked_conv2d_backward_ref(gy, x, w, mt, g, [True, True, True])
+        for a, r in zip(got, want):
+            torch.testing.assert_close(a, r)
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("cfg", ["f32-n64", "f32-n128"])
+def test_triton_gpu_config_fp32(cfg):
+    from spn_kernels.ops.masked_conv2d import triton as conv
+
+    x, w, b = conv_inputs(1, 20, 24, 12, 12, 3, torch.float32)
+    out = conv.masked_conv2d(x, w, b, "B", 1, cfg)
+    ref = sk.masked_conv2d_ref(x, w, b, "B")
+    assert_close_to_ref(out, ref, sk.masked_conv2d_ref(x.double(), w.double(), b.double(), "B"))
+
+
+@pytest.mark.triton
+def test_triton_backward_only_bias_grad():
+    from spn_kernels.ops.masked_conv2d import triton  # noqa: F401  (registers torch.ops.spn_triton.masked_conv2d*)
+
+    x, w, _ = conv_inputs(2, 3, 5, 6, 6, 3, torch.float64)
+    gy = torch.randn(2, 5, 6, 6, dtype=torch.float64)
+    gx, gw, gb = torch.ops.spn_triton.masked_conv2d_backward(gy, x, w, "A", 1, [False, False, True])
+    assert gx.numel() == 0 and gw.numel() == 0
+    torch.testing.assert_close(gb, gy.sum((0, 2, 3)))
+
+
+@pytest.mark.triton
+def test_triton_opcheck():
+    from spn_kernels.ops.masked_conv2d import triton  # noqa: F401  (registers torch.ops.spn_triton.masked_conv2d*)
+
+    f64 = dict(dtype=torch.float64)
+    ops = torch.ops.spn_triton
+    xc = torch.randn(2, 6, 5, 4, **f64, requires_grad=True)
+    w = torch.randn(6, 6, 3, 3, **f64, requires_grad=True)
+    b = torch.randn(6, **f64)
+    torch.library.opcheck(ops.masked_conv2d.default, (xc, w, b, "A", 3))
+    torch.library.opcheck(ops.masked_conv2d.default, (xc, w, None, "V", 1))
+    gy = torch.randn(2, 6, 5, 4, **f64)
+    torch.library.opcheck(ops.masked_conv2d_backward.default, (gy, xc.detach(), w.detach(), "B", 3, [True, True, True]))
+
+
+@pytest.mark.triton
+def test_triton_compile_fullgraph():
+    def f(x, w, b):
+        return sk.masked_conv2d(x, w, b, "A", 1, backend="triton")
+
+    x, w, b = conv_inputs(2, 4, 4, 6, 6, 3, torch.float32)
+    x.requires_grad_()
+    got = torch.compile(f, fullgraph=True, backend="aot_eager")(x, w, b)
+    torch.testing.assert_close(got, f(x, w, b))
+    got.sum().backward()
+    assert x.grad is not None
+
+
+# ---------------------------------------------------------------- on a GPU
+@pytest.mark.gpu
+def test_cuda_backend_none_uses_triton():
+    """masked_conv2d has no CUDA C++ kernel: backend=None on CUDA tensors runs the Triton op, gradients too."""
+    x, w, b = (t.cuda() for t in conv_inputs(2, 8, 16, 9, 9, 3, torch.float32))
+    x.requires_grad_()
+    out = sk.masked_conv2d(x, w, b, "B")
+    torch.testing.assert_close(out, sk.masked_conv2d(x, w, b, "B", backend="triton"))
+    (gx,) = torch.autograd.grad(out.sum(), (x,))
+    (gx_triton,) = torch.autograd.grad(sk.masked_conv2d(x, w, b, "B", backend="triton").sum(), (x,))
+    torch.testing.assert_close(gx, gx_triton)
