@@ -191,10 +191,14 @@ def cmd_eval(a: argparse.Namespace) -> int:
     names = [f"stage {i} ({Path(p).name})" for i, p in enumerate(a.checkpoint)] + ["pipeline"] if stages else ["model"]
     bpd, ci = np.atleast_1d(r["bpd"]), np.atleast_1d(r["ci95"])
     print(f"bits/dim on {r['n']} {a.split} images of {a.data} ({cfg.image_size}x{cfg.image_size}x{cfg.channels}):")
-    for name, b, c in zip(names, bpd, ci):
-        print(f"  {name:<40s} {b:.4f} ± {c:.4f} (95% CI)")
+    worst = np.atleast_1d(r["per_image"].max(0).values.numpy()) if r["n"] else np.full(len(names), np.nan)
+    for name, b, c, w in zip(names, bpd, ci, worst):
+        print(f"  {name:<40s} {b:.4f} ± {c:.4f} (95% CI); worst image {w:.4f}")
     if a.json:
-        rows = [{"name": n, "bpd": float(b), "ci95": float(c)} for n, b, c in zip(names, bpd, ci)]
+        rows = [
+            {"name": n, "bpd": float(b), "ci95": float(c), "worst": float(w)}
+            for n, b, c, w in zip(names, bpd, ci, worst)
+        ]
         Path(a.json).write_text(json.dumps({"n": r["n"], "data": a.data, "split": a.split, "results": rows}) + "\n")
     return 0
 

@@ -1,5 +1,5 @@
 """The models here are tiny: one thread avoids OpenMP spin-waits that slow tiny ops down many times over when the
-cores are shared (CI runners, parallel test sessions)."""
+cores are shared (CI runners, parallel test runs)."""
 
 import pytest
 import torch

@@ -1,0 +1,68 @@
+"""Training-time augmentation: deterministic in (seed, epoch, index), off for the held-out split, really flipping
+and rescaling; and the folder evaluation over every native-resolution crop."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from spn import data as D
+
+
+def _image(h: int = 64, w: int = 80) -> np.ndarray:
+    g = np.random.default_rng(0)
+    return g.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_no_augment_keeps_the_crop_stream():
+    im = _image()
+    plain = D.RandomCrops([im], 16, 8, seed=3)
+    same = D.RandomCrops([im], 16, 8, seed=3, augment=D.Augment())
+    for i in range(8):
+        assert torch.equal(plain[i], same[i])
+
+
+def test_hflip_mirrors_about_half_the_crops_deterministically():
+    im = _image()
+    plain = D.RandomCrops([im], 16, 64, seed=1)
+    flip = D.RandomCrops([im], 16, 64, seed=1, augment=D.Augment(hflip=True))
+    mirrored = sum(not torch.equal(plain[i], flip[i]) for i in range(64))
+    for i in range(64):  # a flipped crop is the same crop mirrored
+        assert torch.equal(flip[i], plain[i]) or torch.equal(flip[i], plain[i].flip(-1))
+        assert torch.equal(flip[i], flip[i])  # a pure function of the index
+    assert 16 <= mirrored <= 48
+
+
+def test_crop_scale_shows_several_content_scales():
+    # a smooth ramp: a crop's value range grows with the side of the crop it was resized from
+    ramp = np.repeat(np.linspace(0, 255, 200)[None, :, None], 200, 0).repeat(3, 2).astype(np.uint8)
+    ds = D.RandomCrops([ramp], 16, 200, seed=0, augment=D.Augment(max_scale=4.0))
+    ranges = [int(ds[i][0].max()) - int(ds[i][0].min()) for i in range(200)]
+    assert all(x[0].shape == (16, 16) for x in (ds[i] for i in range(3)))
+    assert min(ranges) < 25 and max(ranges) > 60  # native-size crops and 4x crops both occur
+    ds.set_epoch(1)
+    assert not all(torch.equal(ds[i], D.RandomCrops([ramp], 16, 200, seed=0, augment=ds.augment)[i]) for i in range(8))
+
+
+@pytest.mark.parametrize("kw, match", [(dict(max_scale=0.5), "max_scale"), (dict(hflip=1), "hflip")])
+def test_bad_augment(kw, match):
+    with pytest.raises(ValueError, match=match):
+        D.Augment(**kw)
+
+
+def test_augment_is_for_training_only(tmp_path):
+    Image.fromarray(_image()).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="train split only"):
+        D.build_dataset(str(tmp_path), "test", 16, 3, held_out=False, augment=D.Augment(hflip=True))
+    ds = D.build_dataset(str(tmp_path), "train", 16, 3, held_out=False, augment=D.Augment(max_scale=2.0))
+    assert ds[0].shape == (3, 16, 16)
+
+
+def test_folder_grid_crops_every_native_crop(tmp_path):
+    Image.fromarray(_image(64, 80)).save(tmp_path / "a.png")
+    Image.fromarray(_image(40, 40)).save(tmp_path / "b.png")
+    ds = D.build_dataset(str(tmp_path), "test", 16, 3, held_out=False, crop="grid")
+    assert len(ds) == 4 * 5 + 2 * 2
+    assert torch.equal(ds[0], torch.from_numpy(_image(64, 80)[:16, :16].transpose(2, 0, 1).copy()))
+    with pytest.raises(ValueError, match="grid"):
+        D.build_dataset("photos", "test", 16, 3, crop="grid")
