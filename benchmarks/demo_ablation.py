@@ -22,29 +22,55 @@ from pathlib import Path
 
 from spn.demo import Recipe, run_demo
 
-LOGISTIC = (("output", "logistic_mixture"),)
-AUG = dict(hflip=True, crop_scale=2.0)
-RUNS: dict[str, Recipe] = {
-    "categorical": Recipe(),
-    "categorical-aug": Recipe(**AUG),
-    "logistic": Recipe(config=LOGISTIC),
-    "logistic-aug": Recipe(config=LOGISTIC, **AUG),
-    "logistic-aug4": Recipe(config=LOGISTIC, hflip=True, crop_scale=4.0),
-    "logistic-aug-s2": Recipe(config=LOGISTIC + (("subscale", 2),), **AUG),
-    "logistic-aug-s1": Recipe(config=LOGISTIC + (("subscale", 1),), **AUG),
-    "logistic-aug-drop": Recipe(config=LOGISTIC + (("dropout", 0.1),), **AUG),
-    "logistic-aug-wide": Recipe(
-        config=LOGISTIC + (("decoder_channels", 48), ("context_channels", 48), ("head_channels", 48)), **AUG
-    ),
-    "logistic-aug-deep": Recipe(config=LOGISTIC + (("decoder_blocks", 5),), **AUG),
-    "logistic-aug-lr3e-3": Recipe(config=LOGISTIC, lr=3e-3, **AUG),
-    "logistic-lr3e-3": Recipe(config=LOGISTIC, lr=3e-3),
-    "logistic-aug-s2-lr3e-3": Recipe(config=LOGISTIC + (("subscale", 2),), lr=3e-3, **AUG),
-    "logistic-aug-s1-lr3e-3": Recipe(config=LOGISTIC + (("subscale", 1),), lr=3e-3, **AUG),
-    "logistic-aug-b64": Recipe(config=LOGISTIC, batch_size=64, **AUG),
-    "logistic-aug-slices2": Recipe(config=LOGISTIC, slices_per_step=2, **AUG),
-    "logistic-aug-warm300": Recipe(config=LOGISTIC, warmup=300, **AUG),
+# A run is named by "+"-joined tokens, each changing one thing from the demo's defaults (spn.demo.Recipe()):
+#   categorical | logistic      output head              s1 s2 s4      subscale (slices of 32/s pixels)
+#   lr3e-3                      learning rate            b16           batch size
+#   warm300                     warm-up steps            slices2       slices per image per step
+#   drop0.1                     dropout                  wd0.1         weight decay
+#   wide48                      every width = 48         deep5         decoder blocks
+#   ctx3                        context blocks           k5            masked-conv kernel size
+#   mix5                        mixture components       ema0.999      EMA decay
+#   hflip                       horizontal flips         crop2         random-resized crops up to 2x the size
+#   perm                        random channel orders    inv           invert half the crops
+# e.g. "logistic+s2+lr3e-3+b16". A few named runs are kept for the recorded tables.
+RUNS: dict[str, str] = {
+    "categorical": "categorical",
+    "categorical-aug": "categorical+hflip+crop2",
+    "logistic": "logistic",
+    "logistic-aug": "logistic+hflip+crop2",
+    "logistic-lr3e-3": "logistic+lr3e-3",
+    "logistic-aug-lr3e-3": "logistic+lr3e-3+hflip+crop2",
 }
+_CONFIG_TOKENS = {"s": "subscale", "deep": "decoder_blocks", "ctx": "context_blocks", "k": "kernel_size",
+                  "mix": "mixtures", "drop": "dropout"}  # fmt: skip
+_RECIPE_TOKENS = {"lr": ("lr", float), "b": ("batch_size", int), "warm": ("warmup", int),
+                  "slices": ("slices_per_step", int), "wd": ("weight_decay", float), "ema": ("ema_decay", float),
+                  "crop": ("crop_scale", float)}  # fmt: skip
+
+
+def parse_run(name: str) -> Recipe:
+    """The Recipe a run name describes (see the token table above); ValueError for an unknown token."""
+    import re
+
+    config: dict = {}
+    fields: dict = {}
+    for tok in RUNS.get(name, name).split("+"):
+        m = re.fullmatch(r"([a-z]+)([0-9.e-]*)", tok)
+        key, val = (m.group(1), m.group(2)) if m else (tok, "")
+        if tok in ("categorical", "logistic"):
+            config["output"] = "logistic_mixture" if tok == "logistic" else "categorical"
+        elif tok in ("hflip", "perm", "inv"):
+            fields[{"hflip": "hflip", "perm": "channel_perm", "inv": "invert"}[tok]] = True
+        elif key == "wide" and val:
+            config.update(decoder_channels=int(val), context_channels=int(val), head_channels=int(val))
+        elif key in _CONFIG_TOKENS and val:
+            config[_CONFIG_TOKENS[key]] = float(val) if key == "drop" else int(val)
+        elif key in _RECIPE_TOKENS and val:
+            field, cast = _RECIPE_TOKENS[key]
+            fields[field] = cast(val)
+        else:
+            raise ValueError(f"run {name!r}: unknown token {tok!r} (see --list)")
+    return Recipe(config=tuple(sorted(config.items())), **fields)
 
 
 def one_run(name: str, recipe: Recipe, budget: float, out: Path, seed: int) -> dict:
@@ -73,25 +99,34 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=300.0, help="training seconds per run (the demo's default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench-results/demo-ablation", help="folder for each run's outputs")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     ap.add_argument("--list", action="store_true", help="list the runs and exit")
     a = ap.parse_args()
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     if a.list:
-        for name, recipe in RUNS.items():
-            print(f"{name}: {recipe}")
+        print(__doc__)
+        for name, spec in RUNS.items():
+            print(f"{name}: {spec} -> {parse_run(name)}")
         return
     names = [n.strip() for n in a.runs.split(",") if n.strip()]
-    unknown = [n for n in names if n not in RUNS]
-    if unknown:
-        ap.error(f"unknown runs {unknown}; --list shows them")
+    try:
+        recipes = {n: parse_run(n) for n in names}
+    except ValueError as e:
+        ap.error(str(e))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"budget {a.budget:.0f} s per run, seed {a.seed}\n")
+    import torch
+
+    print(f"budget {a.budget:.0f} s per run, seed {a.seed}, {torch.get_num_threads()} torch threads\n")
     print("| run | recipe (vs the demo's defaults) | held-out bits/dim | unseen photos: mean (worst crop) | steps | "
           "load before / after |\n|---|---|---|---|---|---|", flush=True)  # fmt: skip
     last = None
     for name in names:
-        last = one_run(name, RUNS[name], a.budget, out, a.seed)
-        print(row(name, RUNS[name], last), flush=True)
+        last = one_run(name, recipes[name], a.budget, out, a.seed)
+        print(row(name, recipes[name], last), flush=True)
     if last is not None:
         b = last["bits_per_dim"]
         print(f"\ncodecs on the held-out crops: PNG {b['png']:.3f}, WebP lossless {b['webp_lossless']:.3f}")

@@ -144,7 +144,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     else:
         eval_set = _dataset(a, a.data, "test", cfg.image_size, cfg.channels)
     try:
-        augment = D.Augment(hflip=a.hflip, max_scale=a.crop_scale) if a.hflip or a.crop_scale != 1 else None
+        augment = D.Augment(hflip=a.hflip, max_scale=a.crop_scale, channel_perm=a.channel_perm, invert=a.invert)
+        augment = augment if augment != D.Augment() else None
     except ValueError as e:
         raise SystemExit(f"spn train: --crop-scale: {e}") from None
     train_set = _dataset(a, a.data, "train", cfg.image_size, cfg.channels, held_out=not a.eval_data, augment=augment)
@@ -317,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hflip", action="store_true", help="augment training crops: mirror half of them left-right")
     t.add_argument("--crop-scale", type=float, default=1.0, metavar="S", help="augment training crops: each is a "
                    "square of side log-uniform in [N, S*N], resized to N (1: native-resolution crops)")  # fmt: skip
+    t.add_argument("--channel-perm", action="store_true", help="augment training crops: colour channels in a random "
+                   "order per crop")  # fmt: skip
+    t.add_argument("--invert", action="store_true", help="augment training crops: invert half of them (255 - x)")
     _add_train_flags(t, "data")
     m = t.add_argument_group("model (default: preset cpu_demo; with --resume: the checkpoint's config)")
     m.add_argument("--preset", default=None, help="a preset from spn.configs (python -m spn.configs lists them)")

@@ -16,9 +16,11 @@ model's bit depth. Sources:
 
 Randomness is a pure function of (seed, epoch, index) so a resumed run sees exactly the same crops.
 
-Training data can be augmented (`Augment`; never the held-out split): horizontal flips, and random-resized crops, a
+Training data can be augmented (`Augment`; never the held-out split): horizontal flips; random-resized crops, a
 square of random side between N and max_scale * N (log-uniform, clipped to the image) resized to N, so that one
-photograph yields many content scales. The augmentation draws come after the crop's own, from the same generator.
+photograph yields many content scales; and colour changes that keep a photograph's local structure but move it
+elsewhere in colour space (channel orders, inversion), so that a few photographs cover colours they lack. The
+augmentation draws come after the crop's own, from the same generator.
 """
 
 from __future__ import annotations
@@ -70,14 +72,18 @@ def _rng(*key: int) -> np.random.Generator:
 @dataclass(frozen=True)
 class Augment:
     """Training-time augmentation: `hflip` mirrors half the crops left-right; `max_scale` > 1 makes every crop a
-    square of side log-uniform in [N, max_scale * N] (clipped to the image), resized to N."""
+    square of side log-uniform in [N, max_scale * N] (clipped to the image), resized to N; `channel_perm` puts the
+    colour channels of each crop in a uniformly random order; `invert` maps half the crops to 2^8 - 1 - x."""
 
     hflip: bool = False
     max_scale: float = 1.0
+    channel_perm: bool = False
+    invert: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.hflip, bool):
-            raise ValueError(f"hflip must be a bool, got {self.hflip!r}")
+        for name in ("hflip", "channel_perm", "invert"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.max_scale, (int, float)) or not 1.0 <= self.max_scale < float("inf"):
             raise ValueError(f"max_scale must be a finite number >= 1, got {self.max_scale!r}")
 
@@ -88,8 +94,15 @@ class Augment:
             return lo
         return int(min(hi, max(lo, round(float(np.exp(rng.uniform(np.log(lo), np.log(hi))))))))
 
-    def flip(self, rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-        return img[:, ::-1] if self.hflip and rng.random() < 0.5 else img
+    def apply(self, rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+        """Flip and colour changes of one uint8 crop [N, N, C] (draws only for the enabled ones, in this order)."""
+        if self.hflip and rng.random() < 0.5:
+            img = img[:, ::-1]
+        if self.channel_perm and img.shape[2] > 1:
+            img = img[:, :, rng.permutation(img.shape[2])]
+        if self.invert and rng.random() < 0.5:
+            img = 255 - img
+        return img
 
 
 def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
@@ -191,7 +204,7 @@ class RandomCrops(Dataset):
         y = int(rng.integers(im.shape[0] - side + 1))
         x = int(rng.integers(im.shape[1] - side + 1))
         crop = _resize_square(im[y : y + side, x : x + side], self.size)
-        return _hwc_to_tensor(aug.flip(rng, crop))
+        return _hwc_to_tensor(aug.apply(rng, crop))
 
 
 def grid_crops(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
@@ -296,7 +309,7 @@ class ImageFolder(Dataset):
             side = self.augment.side(rng, self.size, side)
         y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
         crop = _resize_square(img[y : y + side, x : x + side], self.size)
-        return _hwc_to_tensor(self.augment.flip(rng, crop))
+        return _hwc_to_tensor(self.augment.apply(rng, crop))
 
 
 class Subsampled(Dataset):

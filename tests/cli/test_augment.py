@@ -44,7 +44,34 @@ def test_crop_scale_shows_several_content_scales():
     assert not all(torch.equal(ds[i], D.RandomCrops([ramp], 16, 200, seed=0, augment=ds.augment)[i]) for i in range(8))
 
 
-@pytest.mark.parametrize("kw, match", [(dict(max_scale=0.5), "max_scale"), (dict(hflip=1), "hflip")])
+def test_colour_augment_permutes_and_inverts_the_same_crop():
+    im = _image()
+    plain = D.RandomCrops([im], 16, 64, seed=2)
+    perm = D.RandomCrops([im], 16, 64, seed=2, augment=D.Augment(channel_perm=True))
+    inv = D.RandomCrops([im], 16, 64, seed=2, augment=D.Augment(invert=True))
+    orders, inverted = set(), 0
+    for i in range(64):
+        p, x = plain[i], perm[i]
+        order = [next(c for c in range(3) if torch.equal(x[k], p[c])) for k in range(3)]  # x[k] = p[order[k]]
+        assert sorted(order) == [0, 1, 2]
+        orders.add(tuple(order))
+        assert torch.equal(inv[i], p) or torch.equal(inv[i], 255 - p)
+        inverted += not torch.equal(inv[i], p)
+        assert torch.equal(perm[i], perm[i]) and torch.equal(inv[i], inv[i])  # pure functions of the index
+    assert len(orders) == 6 and 16 <= inverted <= 48
+
+
+def test_channel_perm_leaves_one_channel_alone():
+    im = _image()[:, :, :1]
+    assert torch.equal(D.RandomCrops([im], 8, 4, seed=0, augment=D.Augment(channel_perm=True))[3],
+                       D.RandomCrops([im], 8, 4, seed=0)[3])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [(dict(max_scale=0.5), "max_scale"), (dict(hflip=1), "hflip"), (dict(channel_perm="yes"), "channel_perm"),
+     (dict(invert=None), "invert")],
+)  # fmt: skip
 def test_bad_augment(kw, match):
     with pytest.raises(ValueError, match=match):
         D.Augment(**kw)
@@ -66,3 +93,19 @@ def test_folder_grid_crops_every_native_crop(tmp_path):
     assert torch.equal(ds[0], torch.from_numpy(_image(64, 80)[:16, :16].transpose(2, 0, 1).copy()))
     with pytest.raises(ValueError, match="grid"):
         D.build_dataset("photos", "test", 16, 3, crop="grid")
+
+
+def test_spn_train_takes_every_augmentation_flag(tmp_path):
+    from spn import checkpoint as ck
+    from spn.cli import main
+
+    data = tmp_path / "imgs"
+    data.mkdir()
+    for i in range(8):  # 5% of a folder is held out: 7 or more stay for training
+        Image.fromarray(_image(24 + i, 30)).save(data / f"{i}.png")
+    out = tmp_path / "run"
+    rc = main(["train", "--out", str(out), "--data", str(data), "--preset", "cpu_tiny", "--image-size", "8",
+               "--steps", "2", "--batch-size", "4", "--eval-every", "0", "--n-samples", "0", "--no-progress",
+               "--hflip", "--crop-scale", "2", "--channel-perm", "--invert"])  # fmt: skip
+    assert rc == 0
+    assert ck.read_checkpoint(out / "ckpt_00000002.pt")["step"] == 2
