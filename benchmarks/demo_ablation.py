@@ -32,6 +32,7 @@ from spn.demo import Recipe, run_demo
 #   mix5                        mixture components       ema0.999      EMA decay
 #   hflip                       horizontal flips         crop2         random-resized crops up to 2x the size
 #   perm                        random channel orders    inv           invert half the crops
+#   jit0.5                      colour jitter 0.5
 # e.g. "logistic+s2+lr3e-3+b16". A few named runs are kept for the recorded tables.
 RUNS: dict[str, str] = {
     "categorical": "categorical",
@@ -45,7 +46,7 @@ _CONFIG_TOKENS = {"s": "subscale", "deep": "decoder_blocks", "ctx": "context_blo
                   "mix": "mixtures", "drop": "dropout"}  # fmt: skip
 _RECIPE_TOKENS = {"lr": ("lr", float), "b": ("batch_size", int), "warm": ("warmup", int),
                   "slices": ("slices_per_step", int), "wd": ("weight_decay", float), "ema": ("ema_decay", float),
-                  "crop": ("crop_scale", float)}  # fmt: skip
+                  "crop": ("crop_scale", float), "jit": ("color_jitter", float)}  # fmt: skip
 
 
 def parse_run(name: str) -> Recipe:

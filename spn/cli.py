@@ -144,10 +144,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     else:
         eval_set = _dataset(a, a.data, "test", cfg.image_size, cfg.channels)
     try:
-        augment = D.Augment(hflip=a.hflip, max_scale=a.crop_scale, channel_perm=a.channel_perm, invert=a.invert)
+        augment = D.Augment(a.hflip, a.crop_scale, a.channel_perm, a.invert, a.color_jitter)
         augment = augment if augment != D.Augment() else None
     except ValueError as e:
-        raise SystemExit(f"spn train: --crop-scale: {e}") from None
+        raise SystemExit(f"spn train: augmentation flags: {e}") from None
     train_set = _dataset(a, a.data, "train", cfg.image_size, cfg.channels, held_out=not a.eval_data, augment=augment)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params:,} parameters; {cfg}")
@@ -321,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--channel-perm", action="store_true", help="augment training crops: colour channels in a random "
                    "order per crop")  # fmt: skip
     t.add_argument("--invert", action="store_true", help="augment training crops: invert half of them (255 - x)")
+    t.add_argument("--color-jitter", type=float, default=0.0, metavar="J", help="augment training crops: per-channel "
+                   "contrast and brightness: x -> g (x - 128) + 128 + o, log g, o/128 uniform in [-J, J]")  # fmt: skip
     _add_train_flags(t, "data")
     m = t.add_argument_group("model (default: preset cpu_demo; with --resume: the checkpoint's config)")
     m.add_argument("--preset", default=None, help="a preset from spn.configs (python -m spn.configs lists them)")

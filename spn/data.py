@@ -73,17 +73,23 @@ def _rng(*key: int) -> np.random.Generator:
 class Augment:
     """Training-time augmentation: `hflip` mirrors half the crops left-right; `max_scale` > 1 makes every crop a
     square of side log-uniform in [N, max_scale * N] (clipped to the image), resized to N; `channel_perm` puts the
-    colour channels of each crop in a uniformly random order; `invert` maps half the crops to 2^8 - 1 - x."""
+    colour channels of each crop in a uniformly random order; `invert` maps half the crops to 2^8 - 1 - x;
+    `color_jitter` = j > 0 changes each channel's contrast and brightness independently, x -> g (x - 128) + 128 + o
+    with log g and o / 128 uniform in [-j, j], rounded and clipped to [0, 255] (white balance and exposure changes,
+    which also decorrelate the channels and saturate some, as real photographs do)."""
 
     hflip: bool = False
     max_scale: float = 1.0
     channel_perm: bool = False
     invert: bool = False
+    color_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("hflip", "channel_perm", "invert"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if not isinstance(self.color_jitter, (int, float)) or not 0.0 <= self.color_jitter <= 1.0:
+            raise ValueError(f"color_jitter must be a number in [0, 1], got {self.color_jitter!r}")
         if not isinstance(self.max_scale, (int, float)) or not 1.0 <= self.max_scale < float("inf"):
             raise ValueError(f"max_scale must be a finite number >= 1, got {self.max_scale!r}")
 
@@ -102,6 +108,10 @@ class Augment:
             img = img[:, :, rng.permutation(img.shape[2])]
         if self.invert and rng.random() < 0.5:
             img = 255 - img
+        if self.color_jitter > 0:
+            j, c = self.color_jitter, img.shape[2]
+            gain, offset = np.exp(rng.uniform(-j, j, c)), 128 * rng.uniform(-j, j, c)
+            img = np.clip(np.rint(gain * (img.astype(np.float32) - 128) + 128 + offset), 0, 255).astype(np.uint8)
         return img
 
 

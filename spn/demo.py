@@ -89,6 +89,7 @@ class Recipe:
     crop_scale: float = 1.0
     channel_perm: bool = False
     invert: bool = False
+    color_jitter: float = 0.0
     eval_every: int = 2000
     eval_every_images: int = 64  # the periodic evals: enough for the curve's shape, cheap next to the final one
     unseen_crops: int = 64  # evenly spaced crops scored per unseen photograph
@@ -155,7 +156,7 @@ def run_demo(
         targs = dict(steps=100_000, time_budget=time_budget, batch_size=batch, warmup=recipe.warmup)
         targs.update(slices_per_step=recipe.slices_per_step, eval_every=recipe.eval_every)
         targs.update(eval_every_max_images=recipe.eval_every_images)
-    augment = D.Augment(recipe.hflip, recipe.crop_scale, recipe.channel_perm, recipe.invert)
+    augment = D.Augment(recipe.hflip, recipe.crop_scale, recipe.channel_perm, recipe.invert, recipe.color_jitter)
     train_set = D.build_dataset("photos", "train", size, cfg.channels, seed=seed, augment=augment)
     test_set = D.build_dataset("photos", "test", size, cfg.channels)
     torch.manual_seed(seed)

@@ -61,6 +61,23 @@ def test_colour_augment_permutes_and_inverts_the_same_crop():
     assert len(orders) == 6 and 16 <= inverted <= 48
 
 
+def test_color_jitter_is_a_per_channel_affine_map():
+    ramp = np.repeat(np.linspace(0, 255, 64)[None, :, None], 64, 0).repeat(3, 2).astype(np.uint8)
+    plain = D.RandomCrops([ramp], 16, 32, seed=4)
+    jit = D.RandomCrops([ramp], 16, 32, seed=4, augment=D.Augment(color_jitter=0.5))
+    saturated = 0
+    for i in range(32):
+        p, x = plain[i].double(), jit[i].double()
+        for c in range(3):  # within the unclipped range, x_c = g_c p_c + b_c, with log g_c in [-0.5, 0.5]
+            keep = (x[c] > 0) & (x[c] < 255)
+            if keep.sum() > 8 and p[c][keep].std() > 4:
+                g = np.polyfit(p[c][keep].numpy(), x[c][keep].numpy(), 1)[0]
+                assert np.exp(-0.5) - 0.05 < g < np.exp(0.5) + 0.05
+            saturated += int((x[c] == 0).any() or (x[c] == 255).any())
+        assert not torch.equal(x[0] - p[0], x[1] - p[1]) or torch.equal(p[0], p[1])
+    assert saturated > 0
+
+
 def test_channel_perm_leaves_one_channel_alone():
     im = _image()[:, :, :1]
     assert torch.equal(D.RandomCrops([im], 8, 4, seed=0, augment=D.Augment(channel_perm=True))[3],
@@ -70,7 +87,7 @@ def test_channel_perm_leaves_one_channel_alone():
 @pytest.mark.parametrize(
     "kw, match",
     [(dict(max_scale=0.5), "max_scale"), (dict(hflip=1), "hflip"), (dict(channel_perm="yes"), "channel_perm"),
-     (dict(invert=None), "invert")],
+     (dict(invert=None), "invert"), (dict(color_jitter=-0.1), "color_jitter"), (dict(color_jitter=2), "color_jitter")],
 )  # fmt: skip
 def test_bad_augment(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -106,6 +123,6 @@ def test_spn_train_takes_every_augmentation_flag(tmp_path):
     out = tmp_path / "run"
     rc = main(["train", "--out", str(out), "--data", str(data), "--preset", "cpu_tiny", "--image-size", "8",
                "--steps", "2", "--batch-size", "4", "--eval-every", "0", "--n-samples", "0", "--no-progress",
-               "--hflip", "--crop-scale", "2", "--channel-perm", "--invert"])  # fmt: skip
+               "--hflip", "--crop-scale", "2", "--channel-perm", "--invert", "--color-jitter", "0.3"])  # fmt: skip
     assert rc == 0
     assert ck.read_checkpoint(out / "ckpt_00000002.pt")["step"] == 2
