@@ -187,7 +187,17 @@ def find_resume(resume: str | None, out_dir: str | os.PathLike) -> Resume | None
         path = found[-1]
     else:
         path = Path(resume)
-    return Resume(path, read_checkpoint(path))
+        found = list_checkpoints(path.parent)
+    try:
+        return Resume(path, read_checkpoint(path))
+    except CheckpointError as e:  # name the newest older checkpoint that reads, but never switch to it unasked
+        for older in reversed([p for p in found if p.name < path.name]):
+            try:
+                read_checkpoint(older)
+            except CheckpointError:
+                continue
+            raise CheckpointError(f"{e}. The previous checkpoint {older} reads: pass --resume {older}") from e
+        raise
 
 
 def resume_step(resume: Resume | None) -> int | None:
