@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, FileNotFoundError, ValueError) as e:  # ValueError: bad input (flags, files, data)
         print(f"spn {a.command}: {e}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, FloatingPointError) as e:
         print(f"spn {a.command}: {e}", file=sys.stderr)
         return 3
 
