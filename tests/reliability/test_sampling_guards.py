@@ -44,9 +44,11 @@ def test_large_n_is_sampled_in_chunks():
     torch.testing.assert_close(lp, m.log_prob(big).double(), rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("flags, match", [(["--out", "s.jpg"], "must end in .png"),
-                                          (["--save-array", "x"], "must end in .npy"),
-                                          (["--n", "0"], "--n"), (["--temperature", "nan"], "--temperature")])  # fmt: skip
+@pytest.mark.parametrize(
+    "flags, match",
+    [(["--out", "s.jpg"], "must end in .png"), (["--save-array", "x"], "must end in .npy"), (["--n", "0"], "--n"),
+     (["--temperature", "nan"], "--temperature")],
+)  # fmt: skip
 def test_sample_paths_are_checked_before_sampling(tmp_path, capsys, monkeypatch, flags, match):
     p = ck.save_checkpoint(tmp_path / "m.pt", _tiny())
     monkeypatch.chdir(tmp_path)
