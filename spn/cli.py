@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import types
@@ -29,7 +30,9 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .evaluate import evaluate
 from .outputs import save_array, save_grid
 from .pipeline import Pipeline
+from .rundir import claim
 from .train import NonFiniteLossError, TrainArgs, find_resume, train
+from .trainer import PER_CALL_OPTIONS, resume_step
 
 MODEL_FLAGS = ("image_size", "channels", "bits", "subscale", "first_slice_given", "cond_bits", "backend")
 BACKEND_CHOICES = ["auto", *spn_kernels.BACKENDS]
@@ -88,6 +91,7 @@ def _dataset(
         on_bad_image=getattr(a, "on_bad_image", "skip"),
         subsample=getattr(a, "subsample", 1) or 1,
         augment=augment,
+        max_pixels=getattr(a, "max_image_pixels", D.MAX_IMAGE_PIXELS),
     )
 
 
@@ -126,17 +130,45 @@ def _model_config(a: argparse.Namespace, resume_cfg: dict[str, Any] | None):
         raise SystemExit(f"invalid model config: {e}") from None
 
 
-def cmd_train(a: argparse.Namespace) -> int:
-    from .model import SPN
+def _continued_args(targs: TrainArgs, saved: dict[str, Any], given: set[str]) -> TrainArgs:
+    """On --resume, the options not given on the command line are the checkpoint's run's; those that are given
+    replace them (the trainer reports the differences)."""
+    keep = {f.name for f in dataclasses.fields(TrainArgs) if f.name in PER_CALL_OPTIONS or f.name in given}
+    kw = {k: (tuple(v) if k == "betas" else v) for k, v in saved.items() if k not in keep and hasattr(targs, k)}
+    return dataclasses.replace(targs, **kw)
 
+
+def _check_data_flags(a: argparse.Namespace) -> None:
+    if getattr(a, "subsample", 1) is not None and getattr(a, "subsample", 1) < 1:
+        raise ValueError(f"--subsample must be an integer >= 1, got {a.subsample}")
+    if getattr(a, "max_image_pixels", 1) < 1:
+        raise ValueError(f"--max-image-pixels must be an integer >= 1, got {a.max_image_pixels}")
+
+
+def cmd_train(a: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     log = print if rank == 0 else (lambda *x, **k: None)
     targs = TrainArgs(**{f.name: getattr(a, f.name) for f in dataclasses.fields(TrainArgs) if hasattr(a, f.name)})
+    targs.validate()
+    _check_data_flags(a)
     resume = find_resume(targs.resume, targs.out_dir)  # read once: its config builds the model, train() resumes it
     if targs.resume == "auto" and resume is None:
         log(f"--resume: no checkpoint in {targs.out_dir} yet, starting fresh")
     targs = dataclasses.replace(targs, resume=str(resume.path) if resume else None)
+    if resume is not None and resume.state.get("train_args"):
+        targs = _continued_args(targs, resume.state["train_args"], getattr(a, "given", set())).validate()
     cfg = _model_config(a, resume.state["config"] if resume else None)
+    run_dir = claim(targs.out_dir, resume_step=resume_step(resume), force=targs.force, log=log) if rank == 0 else None
+    try:
+        return _run_train(a, targs, cfg, resume, run_dir, log)
+    finally:
+        if run_dir is not None:
+            run_dir.release()
+
+
+def _run_train(a: argparse.Namespace, targs: TrainArgs, cfg, resume, run_dir, log) -> int:
+    from .model import SPN
+
     torch.manual_seed(a.seed)
     model = SPN(cfg)
     if a.eval_data:
@@ -152,7 +184,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params:,} parameters; {cfg}")
     log(f"data: {a.data} -> {len(train_set)} train / {len(eval_set)} held-out images per epoch")
-    res = train(model, train_set, eval_set, targs, log=log, resume=resume)
+    res = train(model, train_set, eval_set, targs, log=log, resume=resume, run_dir=run_dir)
     if res.eval_bpd is not None:
         log(f"held-out bits/dim (EMA weights): {res.eval_bpd:.4f} ± {res.eval_ci95:.4f} (95% CI)")
     for name, p in (("checkpoint", res.checkpoint), ("metrics", res.metrics), ("loss curve", res.loss_curve)):
@@ -180,6 +212,11 @@ def load_models(paths: list[str], device: torch.device, backend: str | None):
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
+    _check_data_flags(a)
+    if a.batch_size < 1:
+        raise ValueError(f"--batch-size must be an integer >= 1, got {a.batch_size}")
+    if a.max_images is not None and a.max_images < 1:
+        raise ValueError(f"--max-images must be an integer >= 1, got {a.max_images}")
     device = _device(a.device)
     model = load_models(a.checkpoint, device, a.backend)
     cfg = model.config
@@ -205,7 +242,23 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------- sample
+SAMPLE_EXTENSIONS = (".png",)
+
+
 def cmd_sample(a: argparse.Namespace) -> int:
+    if a.n < 1:
+        raise ValueError(f"--n must be an integer >= 1, got {a.n}")
+    if a.scale < 1:
+        raise ValueError(f"--scale must be an integer >= 1, got {a.scale}")
+    if not (math.isfinite(a.temperature) and a.temperature > 0):
+        raise ValueError(f"--temperature must be a finite number > 0, got {a.temperature}")
+    if Path(a.out).suffix.lower() not in SAMPLE_EXTENSIONS:
+        raise ValueError(f"--out {a.out!r} must end in .png (the grid is written as a PNG)")
+    if a.save_array and Path(a.save_array).suffix != ".npy":
+        raise ValueError(f"--save-array {a.save_array!r} must end in .npy")
+    for flag, path in (("--out", a.out), ("--save-array", a.save_array)):
+        if path and Path(path).is_dir():
+            raise ValueError(f"{flag} {path!r} is a directory")
     device = _device(a.device)
     model = load_models(a.checkpoint, device, a.backend)
     kw: dict[str, Any] = {}
@@ -261,6 +314,14 @@ def _add_data_flags(p: argparse.ArgumentParser, default: str | None = "photos") 
         help="an image-folder file that cannot be decoded: skip it (a warning names it and counts the skipped "
         "files; the next file stands in) or stop with an error naming it",
     )
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=D.MAX_IMAGE_PIXELS,
+        metavar="P",
+        help="image files larger than this (width x height) are refused before any decoding, like --on-bad-image "
+        "says (a decompression bomb, or a photograph to downscale first)",
+    )
 
 
 def _add_train_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, group: str) -> None:
@@ -297,19 +358,7 @@ class _HelpFormatter(argparse.HelpFormatter):
         return h
 
 
-def build_parser() -> argparse.ArgumentParser:
-    fmt = _HelpFormatter
-    p = argparse.ArgumentParser(prog="spn", description="Subscale Pixel Networks: train, evaluate, sample, demo.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,sample}")
-
-    d = sub.add_parser("demo", formatter_class=fmt, help="train a small SPN on the embedded photos (~7 min, 2 CPUs)")
-    d.add_argument("--out", default="spn-demo", help="output directory")
-    d.add_argument("--time-budget", type=float, default=300.0, help="seconds of training")
-    d.add_argument("--quick", action="store_true", help="a few-second run (4x4 crops, 4 steps) to check the setup")
-    d.add_argument("--seed", type=int, default=0, help="random seed")
-    d.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-
-    t = sub.add_parser("train", formatter_class=fmt, help="train one SPN (or one stage of a pipeline)")
+def _train_parser_flags(t: argparse.ArgumentParser) -> None:
     _add_train_flags(t, "output")
     _add_data_flags(t)
     t.add_argument("--eval-data", default=None, help="separate held-out data (default: the held-out split of --data)")
@@ -341,6 +390,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "--set decoder_channels=64 (repeatable)")  # fmt: skip
     _add_train_flags(t.add_argument_group("optimisation"), "optimisation")
     _add_train_flags(t.add_argument_group("evaluation, logging, checkpoints"), "evaluation")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = _HelpFormatter
+    p = argparse.ArgumentParser(prog="spn", description="Subscale Pixel Networks: train, evaluate, sample, demo.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,sample}")
+
+    d = sub.add_parser("demo", formatter_class=fmt, help="train a small SPN on the embedded photos (~7 min, 2 CPUs)")
+    d.add_argument("--out", default="spn-demo", help="output directory")
+    d.add_argument("--time-budget", type=float, default=300.0, help="seconds of training")
+    d.add_argument("--quick", action="store_true", help="a few-second run (4x4 crops, 4 steps) to check the setup")
+    d.add_argument("--seed", type=int, default=0, help="random seed")
+    d.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+    t = sub.add_parser("train", formatter_class=fmt, help="train one SPN (or one stage of a pipeline)")
+    _train_parser_flags(t)
 
     e = sub.add_parser("eval", formatter_class=fmt, help="bits/dim of checkpoint(s) on a dataset, with 95%% CI")
     e.add_argument("--checkpoint", action="append", required=True, help="a checkpoint; repeat for a pipeline, "
@@ -377,8 +442,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _given(argv: list[str]) -> set[str]:
+    """The `spn train` options given on the command line (not defaulted)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    _train_parser_flags(probe)
+    for act in probe._actions:
+        act.default = argparse.SUPPRESS
+    return set(vars(probe.parse_known_args(argv)[0]))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     a = build_parser().parse_args(argv)
+    if a.command == "train":
+        a.given = _given(argv[argv.index("train") + 1 :])
     try:
         if a.command == "train":
             return cmd_train(a)
@@ -389,10 +466,10 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(out=a.out, time_budget=a.time_budget, quick=a.quick, seed=a.seed, device=a.device)
-    except (CheckpointError, FileNotFoundError, D.BadImageError) as e:
+    except (CheckpointError, FileNotFoundError, ValueError) as e:  # ValueError: bad input (flags, files, data)
         print(f"spn {a.command}: {e}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, FloatingPointError) as e:
         print(f"spn {a.command}: {e}", file=sys.stderr)
         return 3
 

@@ -12,7 +12,11 @@ model's bit depth. Sources:
   grayscale/RGBA converted to `channels`.
 - numpy arrays: .npy/.npz of uint8 images [N, H, W, C], [N, C, H, W], [N, H, W] or flattened [N, C*H*W] (the layout
   of the downsampled ImageNet 32/64 .npz releases, key "data"); a file or a directory of such files.
-- CIFAR-10 python batches: the directory `cifar-10-batches-py` (data_batch_1..5 = train, test_batch = test).
+- CIFAR-10 python batches: the directory `cifar-10-batches-py` (data_batch_1..5 = train, test_batch = test), or
+  any directory with fmt="cifar10". They are pickles: read with an unpickler that rebuilds only numpy arrays and
+  plain containers, never because some other folder holds a file named test_batch.
+
+Auto-detection refuses to guess: a directory with both arrays and image files is an error naming both.
 
 Randomness is a pure function of (seed, epoch, index) so a resumed run sees exactly the same crops.
 
@@ -26,7 +30,6 @@ augmentation draws come after the crop's own, from the same generator.
 from __future__ import annotations
 
 import importlib.util
-import os
 import pickle
 import warnings
 from collections.abc import Sequence
@@ -36,6 +39,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from .imagefiles import (
+    IMAGE_EXTENSIONS,
+    MAX_IMAGE_PIXELS,
+    BadImageError,
+    CifarUnpickler,
+    check_image_header,
+    list_images,
+    load_image,
+    to_channels,
+)
 
 PHOTO_FILES = {
     "astronaut": "astronaut.png",
@@ -55,14 +69,10 @@ PHOTO_SPLITS = {
     "test": ("chelsea", "coffee"),
 }
 FORMATS = ("auto", "photos", "folder", "array", "cifar10")  # the values of --data-format
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 ARRAY_EXTENSIONS = (".npy", ".npz")
 # Folder and array sources with no separate test set hold out this fraction (the last items in sorted order).
 HELD_OUT_FRACTION = 0.05
-
-
-class BadImageError(ValueError):
-    """An image file that cannot be decoded; the message names the file."""
+CIFAR_DIR = "cifar-10-batches-py"
 
 
 def _rng(*key: int) -> np.random.Generator:
@@ -113,34 +123,6 @@ class Augment:
             gain, offset = np.exp(rng.uniform(-j, j, c)), 128 * rng.uniform(-j, j, c)
             img = np.clip(np.rint(gain * (img.astype(np.float32) - 128) + 128 + offset), 0, 255).astype(np.uint8)
         return img
-
-
-def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
-    """[H, W, c] or [H, W] uint8 -> [H, W, channels] uint8 (RGB->gray by ITU-R 601 luma, gray->RGB by copy,
-    alpha dropped)."""
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.ndim != 3:
-        raise ValueError(f"image must be [H, W] or [H, W, C], got shape {tuple(img.shape)}")
-    c = img.shape[2]
-    if c in (2, 4):  # gray+alpha / RGBA: drop alpha
-        img, c = img[:, :, : c - 1], c - 1
-    if c == channels:
-        return np.ascontiguousarray(img)
-    if channels == 1 and c == 3:
-        luma = img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[:, :, None]
-    if c == 1 and channels == 3:
-        return np.ascontiguousarray(np.repeat(img, 3, axis=2))
-    raise ValueError(f"cannot convert an image with {c} channels to {channels} channels")
-
-
-def load_image(path: str | os.PathLike, channels: int) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im = im.convert("RGB" if channels == 3 else "L")
-        return to_channels(np.asarray(im, dtype=np.uint8), channels)
 
 
 def _resize_square(img: np.ndarray, size: int) -> np.ndarray:
@@ -241,17 +223,21 @@ class TensorImages(Dataset):
         return self.images.shape[0]
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return self.images[i]
+        return self.images[i % len(self)]  # indices past the end repeat (see Resampled)
 
 
 class ImageFolder(Dataset):
     """Image files, decoded on access, square-cropped ("center" or "random") and resized to size x size.
 
-    A file that cannot be decoded (unreadable, truncated, not an image) raises BadImageError naming it when
-    on_bad_image="fail"; with "skip" it is reported once with a running count and item i is served by the next
-    readable file in order (i+1, i+2, ... wrapping), so the substitute, like everything else, is a pure function of
-    the index. Bad files are found when first loaded, not by decoding every file up front: that would cost a full
-    decode of the dataset before the first step, and PIL's cheaper verify() misses truncated JPEG/PNG data.
+    Every file's header is read up front (cheap: no pixel data): a file that is not an image, is larger than
+    `max_pixels` (decompression bombs included) or has a pixel format spn cannot convert is refused before any
+    work, naming it (on_bad_image="fail"), or left out with a warning ("skip"). Images smaller than size x size
+    are upscaled, and a warning says how many. Pixel data that turns out to be damaged later (a truncated file)
+    raises BadImageError naming it ("fail"), or is reported once with a running count and item i is served by
+    the next readable file in order (i+1, i+2, ... wrapping), so the substitute, like everything else, is a pure
+    function of the index. A full decode of every file up front would cost a pass over the whole dataset.
+
+    Any index i >= 0 is valid: item i is file i % len, its random crop keyed by i itself (see Resampled).
     """
 
     def __init__(
@@ -263,6 +249,7 @@ class ImageFolder(Dataset):
         seed: int = 0,
         on_bad_image: str = "skip",
         augment: Augment | None = None,
+        max_pixels: int = MAX_IMAGE_PIXELS,
     ):
         self.augment = augment or Augment()
         if crop not in ("center", "random"):
@@ -273,6 +260,12 @@ class ImageFolder(Dataset):
         self.bad: dict[str, str] = {}  # path -> reason, for the files skipped so far (in this process)
         if not files:
             raise ValueError("ImageFolder got no image files")
+        self.max_pixels = max_pixels
+        files, small = self._check_headers(files, size, on_bad_image, max_pixels)
+        if small:
+            warnings.warn(
+                f"{small} of {len(files)} images are smaller than {size}x{size} and are upscaled to it", stacklevel=3
+            )
         self.files, self.size, self.channels, self.crop, self.seed, self.epoch = (
             list(files),
             size,
@@ -281,6 +274,23 @@ class ImageFolder(Dataset):
             seed,
             0,
         )
+
+    @staticmethod
+    def _check_headers(files, size: int, on_bad_image: str, max_pixels: int) -> tuple[list[Path], int]:
+        good, small = [], 0
+        for path in files:
+            try:
+                w, h = check_image_header(path, max_pixels)
+            except BadImageError as e:
+                if on_bad_image == "fail":
+                    raise
+                warnings.warn(f"skipping {e}", stacklevel=4)
+                continue
+            good.append(path)
+            small += min(w, h) < size
+        if not good:
+            raise BadImageError(f"none of the {len(files)} image files can be decoded (first: {files[0]})")
+        return good, small
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -295,10 +305,12 @@ class ImageFolder(Dataset):
             if str(path) in self.bad:
                 continue
             try:
-                return load_image(path, self.channels)
+                return load_image(path, self.channels, self.max_pixels)
             except (OSError, SyntaxError, ValueError) as e:  # what PIL raises for unreadable/corrupt/truncated data
                 reason = f"{type(e).__name__}: {e}"
                 if self.on_bad_image == "fail":
+                    if isinstance(e, BadImageError):
+                        raise
                     raise BadImageError(f"cannot decode image file {path}: {reason}") from e
                 self.bad[str(path)] = reason
                 warnings.warn(
@@ -340,6 +352,31 @@ class Subsampled(Dataset):
         return self.base[i][:, :: self.k, :: self.k].contiguous()
 
 
+class Resampled(Dataset):
+    """`length` items per epoch drawn with replacement from `base`, for a training set smaller than one batch.
+    Draw j of epoch e takes item k = rng(seed, e, j) of base, as base[k + len(base) * (j + 1)]: the same image,
+    but with a random crop of its own (datasets key their crops by the index and repeat past their end), so two
+    draws of one image differ wherever the crops are random."""
+
+    def __init__(self, base: Dataset, length: int, seed: int = 0):
+        if len(base) < 1:
+            raise ValueError("Resampled needs a non-empty dataset")
+        self.base, self.length, self.seed, self.epoch = base, length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, j: int) -> torch.Tensor:
+        n = len(self.base)
+        k = int(_rng(self.seed, self.epoch, j, 0x5A3D).integers(n))
+        return self.base[k + n * (j + 1)]
+
+
 def _array_to_nhwc(a: np.ndarray, channels: int, where: str) -> np.ndarray:
     """Any supported array layout -> uint8 [M, H, W, c]."""
     if a.dtype != np.uint8:
@@ -363,8 +400,13 @@ def _array_to_nhwc(a: np.ndarray, channels: int, where: str) -> np.ndarray:
 def _load_array_file(path: Path, channels: int) -> np.ndarray:
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
-            key = "data" if "data" in z.files else ("x" if "x" in z.files else z.files[0])
-            a = z[key]
+            keys = [k for k in ("data", "x") if k in z.files] or (z.files if len(z.files) == 1 else [])
+            if not keys:
+                raise ValueError(
+                    f"{path}: an .npz of images needs its array under the key 'data' or 'x' (or a single array); "
+                    f"it holds {', '.join(map(repr, z.files)) or 'no arrays'}"
+                )
+            a = z[keys[0]]
     else:
         a = np.load(path, allow_pickle=False, mmap_mode="r")
     return _array_to_nhwc(np.asarray(a), channels, str(path))
@@ -380,7 +422,7 @@ class ArrayImages(Dataset):
         return self.arrays.shape[0]
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        img = to_channels(np.asarray(self.arrays[i]), self.channels)
+        img = to_channels(np.asarray(self.arrays[i % len(self)]), self.channels)  # past the end: repeats
         h, w = img.shape[:2]
         side = min(h, w)
         y, x = (h - side) // 2, (w - side) // 2
@@ -389,15 +431,22 @@ class ArrayImages(Dataset):
 
 def _load_cifar(root: Path, split: str) -> np.ndarray:
     names = [f"data_batch_{k}" for k in range(1, 6)] if split == "train" else ["test_batch"]
+    warnings.warn(
+        f"reading CIFAR-10 python batches from {root}: they are pickles, read with an unpickler that rebuilds only "
+        "numpy arrays and plain containers",
+        stacklevel=3,
+    )
     parts = []
     for n in names:
         p = root / n
         if not p.is_file():
             raise FileNotFoundError(f"{p} not found (expected the CIFAR-10 python batches in {root})")
-        with open(p, "rb") as f:
-            # The CIFAR-10 python release is a pickle; only load files you trust.
-            d = pickle.load(f, encoding="bytes")  # noqa: S301
-        parts.append(np.asarray(d[b"data"], dtype=np.uint8))
+        try:
+            with open(p, "rb") as f:
+                d = CifarUnpickler(f, encoding="bytes").load()
+            parts.append(np.asarray(d[b"data"], dtype=np.uint8))
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"{p} is not a CIFAR-10 python batch: {type(e).__name__}: {e}") from e
     return np.concatenate(parts).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
 
@@ -414,20 +463,36 @@ def detect_format(path: str) -> str:
         if p.suffix.lower() in IMAGE_EXTENSIONS:
             return "folder"
         raise ValueError(f"--data {path!r}: unknown file type (expected .npy/.npz, an image, or a directory)")
-    if (p / "data_batch_1").is_file() or (p / "test_batch").is_file():
+    # CIFAR-10's python batches are pickles: they are read only from a folder with the release's own name (or
+    # with --data-format cifar10), never because some folder holds a file called test_batch.
+    if p.name == CIFAR_DIR:
         return "cifar10"
-    if any(f.suffix.lower() in ARRAY_EXTENSIONS for f in p.iterdir() if f.is_file()):
+    arrays = [f.name for f in p.iterdir() if f.is_file() and f.suffix.lower() in ARRAY_EXTENSIONS]
+    images = list_images(p)
+    if arrays and images:
+        raise ValueError(
+            f"--data {path!r} holds both arrays ({', '.join(sorted(arrays)[:3])}) and image files "
+            f"({images[0].name}, ...): pass --data-format folder or --data-format array"
+        )
+    if arrays:
         return "array"
+    if not images and ((p / "data_batch_1").is_file() or (p / "test_batch").is_file()):
+        raise ValueError(
+            f"--data {path!r} looks like CIFAR-10 python batches, which are pickles: they are read only from a "
+            f"folder named {CIFAR_DIR!r} or with --data-format cifar10"
+        )
     return "folder"
 
 
-def _decode_all(files: Sequence[Path], channels: int, on_bad_image: str) -> list[np.ndarray]:
+def _decode_all(files: Sequence[Path], channels: int, on_bad_image: str, max_pixels: int) -> list[np.ndarray]:
     out = []
     for path in files:
         try:
-            out.append(load_image(path, channels))
+            out.append(load_image(path, channels, max_pixels))
         except (OSError, SyntaxError, ValueError) as e:
             if on_bad_image == "fail":
+                if isinstance(e, BadImageError):
+                    raise
                 raise BadImageError(f"cannot decode image file {path}: {type(e).__name__}: {e}") from e
             warnings.warn(f"skipping unreadable image file {path} ({type(e).__name__}: {e})", stacklevel=3)
     if not out:
@@ -454,6 +519,7 @@ def build_dataset(
     on_bad_image: str = "skip",
     subsample: int = 1,
     augment: Augment | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> Dataset:
     """One split ("train" or "test") of a data source; see the module docstring for the formats.
 
@@ -463,6 +529,7 @@ def build_dataset(
     ("skip" or "fail") says what an image folder does with a file it cannot decode (see ImageFolder).
     `subsample=k > 1` loads the images at k * image_size and keeps every k-th pixel (see Subsampled).
     `augment` applies to the random crops of the train split (photos, folders); the test split is never augmented.
+    `max_pixels` caps an image file's decoded size (see ImageFolder).
     """
     if augment is not None and split != "train":
         raise ValueError(f"augment is for the train split only (evaluation data stays as it is), got split={split!r}")
@@ -479,6 +546,7 @@ def build_dataset(
             held_out=held_out,
             on_bad_image=on_bad_image,
             augment=augment,
+            max_pixels=max_pixels,
         )
         return Subsampled(base, subsample)
     if split not in ("train", "test"):
@@ -504,15 +572,22 @@ def build_dataset(
             arr = arr[_split_tail(arr.shape[0], split)]
         return ArrayImages(arr, image_size, channels)
     if fmt == "folder":
-        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        files = [p] if p.is_file() else list_images(p)
         if not files:
             raise ValueError(f"--data {path!r}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
         if held_out:
             files = files[_split_tail(len(files), split)]
         if crop == "grid":
-            return TensorImages(grid_crops(_decode_all(files, channels, on_bad_image), image_size))
+            return TensorImages(grid_crops(_decode_all(files, channels, on_bad_image, max_pixels), image_size))
         return ImageFolder(
-            files, image_size, channels, crop=crop, seed=seed, on_bad_image=on_bad_image, augment=augment
+            files,
+            image_size,
+            channels,
+            crop=crop,
+            seed=seed,
+            on_bad_image=on_bad_image,
+            augment=augment,
+            max_pixels=max_pixels,
         )
     raise ValueError(f"unknown data format {fmt!r}; expected auto, photos, folder, array or cifar10")
 

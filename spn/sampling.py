@@ -16,6 +16,8 @@ It is taken only on CUDA tensors.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -24,11 +26,19 @@ import spn_kernels as sk
 from .cache import DecoderCache
 from .model import SPN, check_int_tensor, scale
 
+MAX_BATCH = 1024  # images sampled at once: an 8x8 model needs ~30 kB per image in flight
+
 
 def draw(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
-    """One categorical draw per row of logits [B, K] by inverse CDF: exactly one float64 uniform per row."""
+    """One categorical draw per row of logits [B, K] by inverse CDF: exactly one float64 uniform per row.
+
+    The logits are shifted by their row maximum before the division, so a tiny temperature tends to the argmax
+    instead of overflowing to NaN. Rows with a NaN or +inf logit give no meaningful draw: sample() counts them
+    and raises at the end (one check per call, not a device sync per sub-pixel)."""
     u = torch.rand(logits.shape[0], generator=generator, dtype=torch.float64, device=logits.device)
-    cdf = F.softmax(logits.to(torch.float64) / temperature, -1).cumsum(-1)  # [B, K]
+    z = logits.to(torch.float64)
+    z = z - z.amax(-1, keepdim=True)
+    cdf = F.softmax(z / temperature, -1).cumsum(-1)  # [B, K]
     idx = (cdf < u[:, None] * cdf[:, -1:]).sum(-1)
     return idx.clamp_(max=logits.shape[-1] - 1)
 
@@ -39,6 +49,40 @@ def _log_p(logits: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def sample(
+    model: SPN,
+    n: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    return_log_prob: bool = False,
+    method: str = "cached",
+    first_slice: torch.Tensor | None = None,
+    high_bits: torch.Tensor | None = None,
+    progress: bool = False,
+    *,
+    max_batch: int = MAX_BATCH,
+):
+    """Generates n images from ``model`` (see _sample for the arguments), at most `max_batch` at a time so that
+    memory stays bounded for any n. Up to max_batch images are one batch, as before; more are drawn chunk after
+    chunk from the same generator (so the images for a given n and seed are fixed)."""
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n <= max_batch:
+        return _sample(model, n, temperature, generator, return_log_prob, method, first_slice, high_bits, progress)
+    parts = []
+    for i in range(0, n, max_batch):
+        j = min(n, i + max_batch)
+        fs = None if first_slice is None else first_slice[i:j]
+        hb = None if high_bits is None else high_bits[i:j]
+        if (first_slice is not None and first_slice.shape[0] != n) or (
+            high_bits is not None and high_bits.shape[0] != n
+        ):
+            raise ValueError(f"first_slice / high_bits must hold n={n} images")
+        parts.append(_sample(model, j - i, temperature, generator, True, method, fs, hb, progress))
+    images, log_p = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    return (images, log_p) if return_log_prob else images
+
+
+def _sample(
     model: SPN,
     n: int,
     temperature: float = 1.0,
@@ -71,8 +115,8 @@ def sample(
     cfg = model.config
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
-    if not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     if method not in ("cached", "naive"):
         raise ValueError(f"method must be 'cached' or 'naive', got {method!r}")
     dev, N, s, ns, C = model.device, cfg.image_size, cfg.subscale, cfg.slice_size, cfg.channels
@@ -113,6 +157,12 @@ def sample(
         model.train(was_training)
     if bar is not None:
         bar.close()
+    bad = int(state.bad.item())
+    if bad:
+        raise FloatingPointError(
+            f"the model gave non-finite logits (NaN or +inf) for {bad} sub-pixels: its weights or inputs are not "
+            "finite, so no meaningful sample exists"
+        )
     images = low if high is None else (high << cfg.model_bits) | low
     return (images, log_p) if return_log_prob else images
 
@@ -122,6 +172,7 @@ class _Sampler:
 
     def __init__(self, model: SPN, temperature: float, generator, log_p: torch.Tensor, bar) -> None:
         self.model, self.temperature, self.generator, self.log_p, self.bar = model, temperature, generator, log_p, bar
+        self.bad = torch.zeros((), dtype=torch.int64, device=log_p.device)  # draws from non-finite logits
         self.cache: DecoderCache | None = None
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] | None = (
             {} if model.device.type == "cuda" else None
@@ -129,6 +180,7 @@ class _Sampler:
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
         v = draw(logits, self.temperature, self.generator)
+        self.bad += (torch.isnan(logits) | (logits == math.inf)).any(-1).sum()
         self.log_p += _log_p(logits, v)
         if self.bar is not None:
             self.bar.update(1)

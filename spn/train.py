@@ -14,6 +14,8 @@ the help text and flag group in each field's metadata). train() is the loop; spn
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
@@ -23,7 +25,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .outputs import plot_loss_curve
-from .trainer import NonFiniteLossError, Resume, StopSignals, Trainer, find_resume
+from .rundir import RunDir, RunDirError, claim
+from .trainer import NonFiniteLossError, Resume, StopSignals, Trainer, find_resume, resume_step
 
 
 def option(default: Any, help: str, group: str | None, **argparse_kw: Any) -> Any:
@@ -37,6 +40,12 @@ class TrainArgs:
     # Optional[X], not X | None: spn train reads these hints at run time (typing.get_type_hints), which cannot
     # evaluate X | None before Python 3.10.
     out_dir: str = option("runs/spn", "output directory: checkpoints, metrics.jsonl, PNGs", "output", flag="--out")
+    force: bool = option(
+        False,
+        "start a new run in an --out that holds another run: its files are moved into a replaced-<time> subfolder "
+        "first (never deleted)",
+        "output",
+    )
     workers: int = option(0, "DataLoader worker processes", "data")
 
     steps: int = option(20000, "optimiser steps (the cosine schedule's length)", "optimisation")
@@ -100,6 +109,52 @@ class TrainArgs:
         "evaluation",
     )
 
+    def flag(self, name: str) -> str:
+        """The command-line flag of field `name`."""
+        f = next(f for f in dataclasses.fields(self) if f.name == name)
+        return f.metadata["argparse"].get("flag", "--" + name.replace("_", "-"))
+
+    def validate(self) -> TrainArgs:
+        """Checks every option before any work; ValueError naming the flag. Returns self."""
+
+        def bad(name: str, rule: str) -> None:
+            raise ValueError(f"{self.flag(name)} must be {rule}, got {getattr(self, name)!r}")
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_num(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+
+        lows = dict(steps=1, batch_size=1, warmup=0, workers=0, eval_every=0, eval_batch_size=1, sample_every=-1,
+                    n_samples=0, checkpoint_every=0, log_every=1, seed=0)  # fmt: skip
+        for name, lo in lows.items():
+            if not is_int(getattr(self, name)) or getattr(self, name) < lo:
+                bad(name, f"an integer >= {lo}")
+        if not is_int(self.keep):
+            bad("keep", "an integer")
+        for name in ("slices_per_step", "eval_max_images", "eval_every_max_images", "stop_at"):
+            v = getattr(self, name)
+            if v is not None and (not is_int(v) or v < 1):
+                bad(name, "an integer >= 1")
+        if self.time_budget is not None and not (is_num(self.time_budget) and 0 < self.time_budget < math.inf):
+            bad("time_budget", "a number of seconds > 0")
+        if not (is_num(self.lr) and 0 < self.lr < math.inf):
+            bad("lr", "a number > 0")
+        if not (is_num(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1):
+            bad("min_lr_ratio", "a number in [0, 1]")
+        if not (is_num(self.weight_decay) and 0 <= self.weight_decay < math.inf):
+            bad("weight_decay", "a number >= 0")
+        if not (is_num(self.grad_clip) and self.grad_clip > 0):
+            bad("grad_clip", "a number > 0 (inf: no clipping)")
+        if not (is_num(self.ema_decay) and 0 <= self.ema_decay < 1):
+            bad("ema_decay", "a number in [0, 1)")
+        if len(self.betas) != 2 or not all(is_num(b) and 0 <= b < 1 for b in self.betas):
+            bad("betas", "two numbers in [0, 1)")
+        if not self.out_dir:
+            bad("out_dir", "a directory")
+        return self
+
 
 @dataclasses.dataclass
 class TrainResult:
@@ -122,11 +177,25 @@ def train(
     *,
     log: Callable[[str], None] = print,
     resume: Resume | None = None,
+    run_dir: RunDir | None = None,
 ) -> TrainResult:
     """Trains `model` in place (under torchrun: on every rank) and returns where the files went. `resume` is the
     checkpoint find_resume(args.resume, args.out_dir) read, for a caller that needed it first; else it is read
-    here."""
+    here. `run_dir`: --out already claimed (rundir.claim) by the caller; else rank 0 claims it here, and releases
+    it on return."""
+    args.validate()
     resume = resume if resume is not None else find_resume(args.resume, args.out_dir)
+    owned = run_dir is None and int(os.environ.get("RANK", "0")) == 0
+    if owned:
+        run_dir = claim(args.out_dir, resume_step=resume_step(resume), force=args.force, log=log)
+    try:
+        return _train(model, train_set, eval_set, args, log, resume)
+    finally:
+        if owned:
+            run_dir.release()
+
+
+def _train(model, train_set, eval_set, args: TrainArgs, log, resume: Resume | None) -> TrainResult:
     t = Trainer(model, train_set, eval_set, args, log=log, resume=resume)
     with StopSignals() as signals:
         for batch in t.batches():
@@ -146,11 +215,11 @@ def train(
 
     if t.stop_signal is not None:
         t.echo(f"caught signal {t.stop_signal} at step {t.iter_num}: saving a checkpoint")
+    t.save()  # first: a signal or an error in the final eval or sampling cannot cost the finished training
     if not t.interrupted:
         t.evaluate()
         if args.sample_every >= 0:
             t.sample()
-    t.save()
     if t.main and plot_loss_curve(t.records, t.curve_path) is None:
         t.echo("loss curve skipped: matplotlib is not installed (pip install matplotlib, or spn[demo])")
     if t.world > 1:
@@ -168,4 +237,4 @@ def train(
     )
 
 
-__all__ = ["NonFiniteLossError", "Resume", "TrainArgs", "TrainResult", "find_resume", "train"]
+__all__ = ["NonFiniteLossError", "Resume", "RunDir", "RunDirError", "TrainArgs", "TrainResult", "find_resume", "train"]

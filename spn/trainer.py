@@ -38,12 +38,15 @@ from .checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from .data import quantize
+from .data import Resampled, quantize
 from .evaluate import evaluate
 from .outputs import plot_loss_curve, write_sample_grid
 
 if TYPE_CHECKING:
     from .train import TrainArgs
+
+# A training set smaller than one batch is resampled into epochs of this many batches (one DataLoader each).
+RESAMPLED_BATCHES = 64
 
 
 class NonFiniteLossError(RuntimeError):
@@ -184,7 +187,26 @@ def find_resume(resume: str | None, out_dir: str | os.PathLike) -> Resume | None
         path = found[-1]
     else:
         path = Path(resume)
-    return Resume(path, read_checkpoint(path))
+        found = list_checkpoints(path.parent)
+    try:
+        return Resume(path, read_checkpoint(path))
+    except CheckpointError as e:  # name the newest older checkpoint that reads, but never switch to it unasked
+        for older in reversed([p for p in found if p.name < path.name]):
+            try:
+                read_checkpoint(older)
+            except CheckpointError:
+                continue
+            raise CheckpointError(f"{e}. The previous checkpoint {older} reads: pass --resume {older}") from e
+        raise
+
+
+def resume_step(resume: Resume | None) -> int | None:
+    """The step a resumed run continues from (None: a new run)."""
+    return None if resume is None else int(resume.state.get("step", 0))
+
+
+# TrainArgs fields that belong to one invocation, not to the run: never reported as changed on --resume.
+PER_CALL_OPTIONS = ("out_dir", "force", "resume", "stop_at", "progress", "device", "workers", "compile")
 
 
 class TimeBudget:
@@ -234,10 +256,29 @@ class TimeBudget:
 
 
 def _read_metrics(path: Path, upto: int) -> list[dict[str, Any]]:
+    """The records of metrics.jsonl up to step `upto`. A torn last line (a kill mid-write) is dropped with a
+    warning; a damaged line elsewhere is an error naming the file and line."""
     if not path.is_file():
         return []
-    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(k, line) for k, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
+    recs = []
+    for j, (k, line) in enumerate(lines):
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            if j == len(lines) - 1:
+                warnings.warn(f"{path}: dropping its torn last line {k} ({e})", stacklevel=3)
+                break
+            raise ValueError(f"{path} line {k} is not a metrics record ({e}): repair or move the file") from None
+        recs.append(rec)
     return [r for r in recs if r.get("step", 0) <= upto]
+
+
+def _json_safe(rec: dict[str, Any]) -> dict[str, Any]:
+    """NaN/inf are not JSON: they are written as null."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rec.items()}
 
 
 class Trainer:
@@ -291,21 +332,25 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
         self.net = torch.compile(net) if args.compile else net
+        if len(train_set) < args.batch_size:
+            self.echo(
+                f"the training set ({len(train_set)} images) is smaller than one batch ({args.batch_size}): batches "
+                "are drawn from it with replacement (random crops make repeated draws differ)"
+            )
+            train_set = self.train_set = Resampled(train_set, args.batch_size * RESAMPLED_BATCHES, args.seed)
         self.sampler = DistributedSampler(
             train_set, num_replicas=self.world, rank=self.rank, shuffle=True, seed=args.seed, drop_last=True
         )
         self.steps_per_epoch = len(self.sampler) // self.local_bs
-        if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"the training set ({len(train_set)} images) is smaller than one batch ({args.batch_size})"
-            )
 
         self.metrics_path = self.out / "metrics.jsonl"
         self.curve_path = self.out / "loss_curve.png"
         self.records = _read_metrics(self.metrics_path, self.iter_num) if self.main else []
-        if self.main:
-            with open(self.metrics_path, "w") as f:  # drop lines past the resumed step
-                f.writelines(json.dumps(r) + "\n" for r in self.records)
+        if self.main:  # drop lines past the resumed step, atomically
+            tmp = self.metrics_path.with_name(".metrics.jsonl.tmp")
+            with open(tmp, "w") as f:
+                f.writelines(json.dumps(_json_safe(r), allow_nan=False) + "\n" for r in self.records)
+            os.replace(tmp, self.metrics_path)
         self.last_eval: dict[str, Any] | None = None
         self.last_ckpt: Path | None = None
         self.samples_path: Path | None = None
@@ -338,8 +383,49 @@ class Trainer:
         self.skipped = int(state.get("skipped_steps", 0))
         if self.main and state.get("rng") is not None:
             set_rng_state(state["rng"])
+        spent = float(state.get("train_seconds", 0.0))
+        self._apply_changes(resume, state.get("train_args") or {}, spent)
         self.echo(f"resumed from {resume.path} at step {self.iter_num}")
-        return float(state.get("train_seconds", 0.0))
+        return spent
+
+    def _apply_changes(self, resume: Resume, old: dict[str, Any], spent: float) -> None:
+        """Options that differ from the checkpoint's run take effect here (the schedule, the optimiser's
+        hyperparameters; the rest are read from args as the loop goes) and are reported; a run that has nothing
+        left to train is refused."""
+        a, sched, schedule = self.args, self.sched, self.sched.lr_lambdas[0]
+        new = dataclasses.asdict(a)
+        changed = {
+            k: (old[k], new[k])
+            for k in new
+            if k in old
+            and k not in PER_CALL_OPTIONS
+            and (list(new[k]) if isinstance(new[k], tuple) else new[k]) != old[k]
+        }
+        if "steps" in changed:
+            schedule.total = a.steps
+        if a.time_budget is None and self.iter_num >= schedule.total:
+            raise CheckpointError(
+                f"--resume {resume.path}: the run is complete at step {self.iter_num} (--steps {schedule.total}): "
+                f"pass a larger --steps to train further"
+            )
+        if a.time_budget is not None and spent >= a.time_budget:
+            raise CheckpointError(
+                f"--resume {resume.path}: its --time-budget of {a.time_budget:g} s is spent ({spent:.1f} s "
+                "trained): pass a larger --time-budget to train further"
+            )
+        if not changed:
+            return
+        lr_before = sched.get_last_lr()[0]
+        schedule.warmup, schedule.min_ratio = a.warmup, a.min_lr_ratio
+        sched.base_lrs = [a.lr for _ in sched.base_lrs]
+        for g in self.opt.param_groups:
+            g.update(initial_lr=a.lr, weight_decay=a.weight_decay, betas=tuple(a.betas))
+            g["lr"] = a.lr * schedule(sched.last_epoch)
+        what = ", ".join(f"--{k.replace('_', '-')} {o} -> {n}" for k, (o, n) in changed.items())
+        lr_now = self.opt.param_groups[0]["lr"]
+        self.echo(
+            f"--resume with changed options: {what} (lr at step {self.iter_num}: {lr_before:.3g} -> {lr_now:.3g})"
+        )
 
     # ------------------------------------------------------------------------------------------ the loop's steps
     def batches(self) -> Iterator[torch.Tensor]:
@@ -461,7 +547,7 @@ class Trainer:
         if self.main:
             self.records.append(rec)
             with open(self.metrics_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+                f.write(json.dumps(_json_safe(rec), allow_nan=False) + "\n")
 
     def stopped(self) -> bool:
         """A signal was caught or --stop-at reached: stop now, without the final eval and samples."""

@@ -31,25 +31,28 @@ def _folder(tmp_path, n_good=4):
 
 def test_bad_files_are_skipped_named_and_counted(tmp_path):
     root = _folder(tmp_path)
-    ds = data.build_dataset(str(root), "train", 4, 3, held_out=False, crop="center")
-    assert len(ds) == 6  # bad files are found at load time, not by decoding everything up front
-    with pytest.warns(UserWarning) as rec:
+    with pytest.warns(UserWarning, match="a0_garbage.png") as rec:  # not an image: found from its header, up front
+        ds = data.build_dataset(str(root), "train", 4, 3, held_out=False, crop="center")
+    assert len(rec) == 1 and len(ds) == 5
+    with pytest.warns(UserWarning) as rec:  # truncated pixel data: found when decoded
         items = [ds[i] for i in range(len(ds))]
     msgs = [str(w.message) for w in rec]
-    assert len(msgs) == 2  # each bad file reported once
-    assert "a0_garbage.png" in msgs[0] and "1 of 6 files skipped" in msgs[0]
-    assert "a1_truncated.png" in msgs[1] and "2 of 6 files skipped" in msgs[1]
-    # items 0 and 1 are served by the next readable file (b0), deterministically
-    assert torch.equal(items[0], items[2]) and torch.equal(items[1], items[2])
+    assert len(msgs) == 1  # each bad file reported once
+    assert "a1_truncated.png" in msgs[0] and "1 of 5 files skipped" in msgs[0]
+    # item 0 is served by the next readable file (b0), deterministically
+    assert torch.equal(items[0], items[1])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # already known bad: no second report, same substitute
-        assert torch.equal(ds[1], items[2])
+        assert torch.equal(ds[0], items[1])
 
 
 def test_bad_file_fails_when_asked(tmp_path):
     root = _folder(tmp_path)
+    with pytest.raises(data.BadImageError, match="a0_garbage.png"):  # before any work
+        data.build_dataset(str(root), "train", 4, 3, held_out=False, on_bad_image="fail")
+    (root / "a0_garbage.png").unlink()
     ds = data.build_dataset(str(root), "train", 4, 3, held_out=False, on_bad_image="fail")
-    with pytest.raises(data.BadImageError, match="a0_garbage.png"):
+    with pytest.raises(data.BadImageError, match="a1_truncated.png"):
         ds[0]
     with pytest.raises(ValueError, match="on_bad_image"):
         data.build_dataset(str(root), "train", 4, 3, on_bad_image="ignore")
@@ -57,9 +60,8 @@ def test_bad_file_fails_when_asked(tmp_path):
 
 def test_all_files_bad(tmp_path):
     (tmp_path / "x.png").write_bytes(b"junk")
-    ds = data.build_dataset(str(tmp_path), "train", 4, 3, held_out=False)
     with pytest.warns(UserWarning), pytest.raises(data.BadImageError, match="none of the 1 image files"):
-        ds[0]
+        data.build_dataset(str(tmp_path), "train", 4, 3, held_out=False)
 
 
 def test_cli_on_bad_image(tmp_path, capsys):
@@ -71,8 +73,9 @@ def test_cli_on_bad_image(tmp_path, capsys):
     rc = main(["train", "--out", str(tmp_path / "fail"), *flags, "--on-bad-image", "fail"])
     err = capsys.readouterr().err
     assert rc == 2 and "cannot decode image file" in err and "Traceback" not in err
-    with pytest.warns(UserWarning, match="skipped so far"):
+    with pytest.warns(UserWarning, match="skipping"):  # 3 good files of 4 remain: drawn with replacement
         assert main(["train", "--out", str(tmp_path / "skip"), *flags]) == 0
+    assert "drawn from it with replacement" in capsys.readouterr().out
 
 
 def test_empty_folder(tmp_path):

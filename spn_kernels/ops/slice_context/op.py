@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..._backend import CPP, TRITON, checks_t_values, choose
-from ..._checks import as_t, check_bits, check_devices, check_int_image, check_subscale, check_t
+from ..._checks import as_t, check_bits, check_devices, check_int_image, check_subscale, check_t, require
 from .ref import slice_context_ref
 
 
@@ -30,8 +30,13 @@ def slice_context(
 ) -> torch.Tensor:
     """Context-network input: integer image [B, C, H, W], t int or [B] in [0, s*s] ->
     float32 [B, s*s*(C+1), H/s, W/s] (slices before t scaled to [-1, 1], plus a presence channel each)."""
+    require(not isinstance(s, bool) and not isinstance(t, bool), lambda: f"s and t must be ints, got s={s!r}, t={t!r}")
     impl = choose(backend, x.device, "slice_context")
     t = as_t(t, x, s * s, checks_t_values(impl, x.device))
+    if isinstance(x, torch.Tensor) and x.numel() and not x.is_floating_point() and not torch.compiler.is_compiling():
+        # values past 2^bits would scale outside [-1, 1] silently; one min/max pass, skipped inside a graph
+        lo, hi = int(x.min()), int(x.max())
+        require(0 <= lo and hi < 2**bits, lambda: f"x must hold values in [0, 2^{bits}), got values in [{lo}, {hi}]")
     if impl == CPP:  # the C++ kernel checks the rest (csrc/checks.h)
         check_devices(x, "x", t=t)
         return torch.ops.spn.slice_context(x, s, t, bits)

@@ -33,6 +33,18 @@ def slice_scatter_(
 ) -> torch.Tensor:
     """Writes values [B, C, H/s, W/s] as slice t (int or [B] in [0, s*s)) of x [B, C, H, W], in place.
     Returns x."""
+    require(not isinstance(s, bool) and not isinstance(t, bool), lambda: f"s and t must be ints, got s={s!r}, t={t!r}")
+    if isinstance(x, torch.Tensor):
+        expanded = [d for d in range(x.dim()) if x.stride(d) == 0 and x.shape[d] > 1]
+        require(
+            not expanded,
+            lambda: (
+                f"x is expanded (stride 0 in dims {expanded}, shape {tuple(x.shape)}): one element is several "
+                "pixels, so the write cannot be in place; pass x.contiguous()"
+            ),
+        )
+        if x.requires_grad and x.is_leaf and torch.is_grad_enabled():
+            raise RuntimeError("x is a leaf tensor that requires grad: it cannot be written in place")
     impl = choose(backend, x.device, "slice_scatter_")
     t = as_t(t, x, s * s - 1, checks_t_values(impl, x.device))
     if impl == CPP:  # the C++ kernel checks the rest (csrc/checks.h)

@@ -24,6 +24,8 @@ def fake(x, s):
 
 def subscale_split(x: torch.Tensor, s: int, *, backend: str | None = None) -> torch.Tensor:
     """[B, C, H, W] (any dtype) -> [B, s*s, C, H/s, W/s] with out[:, i*s + j] = x[:, :, i::s, j::s]."""
+    if isinstance(s, bool):
+        raise ValueError(f"s must be an int, got s={s!r}")
     impl = choose(backend, x.device, "subscale_split")
     if impl == CPP:  # the C++ kernel checks its inputs (csrc/checks.h)
         return torch.ops.spn.subscale_split(x, s)
