@@ -137,6 +137,7 @@ def run_demo(
     seed: int = 0,
     device: str | None = None,
     recipe: Recipe = RECIPE,
+    force: bool = False,
 ) -> int:
     from . import configs
     from .model import SPN
@@ -182,6 +183,7 @@ def run_demo(
         seed=seed,
         device=str(dev),
         ema_decay=recipe.ema_decay,
+        force=force,
         **targs,
     )
     res = train(model, train_set, test_set, args)

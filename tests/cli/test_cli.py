@@ -145,6 +145,12 @@ def test_demo_quick(tmp_path, capsys):
     for p in res["paths"].values():
         assert (tmp_path / p.split("/")[-1]).is_file()
     assert f"{bpd['png']:6.3f}" in out and f"{bpd['webp_lossless']:6.3f}" in out
+    # a second demo into the same folder keeps the first one's files: refused, or moved aside with --force
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--force"]) == 0
+    (old,) = tmp_path.glob("replaced-*")
+    assert (old / "metrics.jsonl").is_file()
 
 
 def test_sigint_saves_and_exits_cleanly(tmp_path, npz):
