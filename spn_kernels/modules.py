@@ -249,7 +249,7 @@ def _tap_mask(c_out, c_in, taps_r, taps_c, mask_type, color_groups, color_layout
     dr = torch.tensor(taps_r)[:, None]
     dc = torch.tensor(taps_c)[None, :]
     seen = (dr < 0) | ((dr == 0) & (dc < 0)) if mask_type != "V" else (dr <= 0)
-    m = seen.to(torch.float32).expand(c_out, c_in, -1, -1).clone()
+    m = seen.to(torch.float32).expand(c_out, c_in, len(taps_r), len(taps_c)).clone()
     centre = (dr == 0) & (dc == 0)
     if mask_type != "V" and bool(centre.any()):
         g_out, g_in = _color_groups(c_out, color_groups, color_layout), _color_groups(c_in, color_groups, color_layout)
