@@ -150,6 +150,12 @@ class Incremental:
                 f"writes must come in raster order, channels in order: ({row}, {col}, channel={channel}) comes "
                 f"after ({r}, {rest // C}, channel={rest % C}); call reset() to start over"
             )
+        want = (B, C) if channel is None else (B,)
+        values = torch.as_tensor(values, device=x.device)
+        if channel is None and C == 1 and tuple(values.shape) == (B,):
+            values = values[:, None]
+        if tuple(values.shape) != want:
+            raise ValueError(f"values must have shape {list(want)}, got {list(values.shape)}")
         with torch.no_grad():
             if channel is None:
                 x[:, :, row, col] = values

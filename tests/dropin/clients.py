@@ -65,10 +65,11 @@ class GatedMaskedConv2d(nn.Conv2d):
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
 
 
-def gated_spn_conv(c_in, c_out, kernel_size, padding=0, *, mask_type):
+def gated_spn_conv(c_in, c_out, kernel_size, padding=0, *, mask_type, persistent_mask=True):
     colors = dict(color_groups=3, color_layout="interleaved") if mask_type != "V" else {}
-    return sk.MaskedConv2d(c_in, c_out, kernel_size, padding=padding, mask_type=mask_type, persistent_mask=True,
-                           **colors)  # fmt: skip
+    return sk.MaskedConv2d(
+        c_in, c_out, kernel_size, padding=padding, mask_type=mask_type, persistent_mask=persistent_mask, **colors
+    )
 
 
 # ---- the clients' models ---------------------------------------------------------------------------------------
