@@ -123,8 +123,8 @@ class GatedBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.first, self.dropout = first, dropout
-        self.vconv = MaskedConv2d(c_in, 2 * d, k, "V", backend=backend)
-        self.hconv = MaskedConv2d(c_in, 2 * d, k, "A" if first else "B", backend=backend)
+        self.vconv = MaskedConv2d(c_in, 2 * d, k, mask_type="V", backend=backend)
+        self.hconv = MaskedConv2d(c_in, 2 * d, k, mask_type="A" if first else "B", backend=backend)
         # No bias: the shifted-in row 0 is zeros and must stay zeros through this 1x1 (the step relies on it).
         self.v2h = nn.Conv2d(2 * d, 2 * d, 1, bias=False)
         self.vcond = nn.Conv2d(cond_ch, 2 * d, 1, bias=False)

@@ -5,7 +5,8 @@ its C++ kernels in csrc/<op>/.
 """
 
 from ._backend import BACKENDS
-from .modules import MaskedConv2d
+from .incremental import Incremental, incremental
+from .modules import DownShift, MaskedConv2d, down_shift
 from .ops.masked_conv2d.op import masked_conv2d
 from .ops.masked_conv2d.ref import conv_mask, masked_conv2d_backward_ref, masked_conv2d_ref
 from .ops.masked_conv2d_step.op import masked_conv2d_step
@@ -21,8 +22,12 @@ from .ops.subscale_split.ref import subscale_split_ref
 
 __all__ = [
     "BACKENDS",
+    "DownShift",
+    "Incremental",
     "MaskedConv2d",
     "conv_mask",
+    "down_shift",
+    "incremental",
     "masked_conv2d",
     "masked_conv2d_backward_ref",
     "masked_conv2d_ref",

@@ -85,9 +85,9 @@ def test_module_drop_in():
     assert m.weight.shape == conv.weight.shape and m.bias.shape == conv.bias.shape
     m.load_state_dict(conv.state_dict())
     x = torch.randn(2, 3, 9, 9)
-    torch.testing.assert_close(m(x), F.conv2d(x, conv.weight * m.mask(), conv.bias, padding=2))
+    torch.testing.assert_close(m(x), F.conv2d(x, conv.weight * m.mask, conv.bias, padding=2))
     # PixelCNN code that keeps its mask as a buffer
-    sd = dict(conv.state_dict(), mask=m.mask().clone())
+    sd = dict(conv.state_dict(), mask=m.mask.clone())
     m.load_state_dict(sd)
     sd["mask"] = sk.conv_mask(8, 3, 5, "B")
     with pytest.raises(ValueError, match="mask"):
@@ -142,7 +142,7 @@ def test_opcheck():
 
 
 def test_compile_fullgraph():
-    m = sk.MaskedConv2d(3, 8, 3, "A")
+    m = sk.MaskedConv2d(3, 8, 3, mask_type="A")
     x = torch.randn(2, 3, 6, 6, requires_grad=True)
     out = torch.compile(m, fullgraph=True, backend="aot_eager")(x)
     torch.testing.assert_close(out, m(x))
