@@ -103,6 +103,22 @@ class Recipe:
 RECIPE = Recipe()
 
 
+def train_command(recipe: Recipe, time_budget: float, out: str = "runs/demo") -> str:
+    """The `spn train` command line that trains what the demo trains (same model, data, augmentation, schedule)."""
+    args = ["spn", "train", "--out", out, "--data", "photos", "--preset", "cpu_demo"]
+    args += [f"--set {k}={v}" for k, v in recipe.config]
+    flags = {"lr": "--lr", "warmup": "--warmup", "batch_size": "--batch-size", "ema_decay": "--ema-decay",
+             "weight_decay": "--weight-decay", "crop_scale": "--crop-scale", "color_jitter": "--color-jitter",
+             "eval_every": "--eval-every", "eval_every_images": "--eval-every-max-images"}  # fmt: skip
+    for field, flag in flags.items():
+        args.append(f"{flag} {getattr(recipe, field)}")
+    if recipe.slices_per_step is not None:
+        args.append(f"--slices-per-step {recipe.slices_per_step}")
+    args += [flag for field, flag in (("hflip", "--hflip"), ("channel_perm", "--channel-perm"),
+                                      ("invert", "--invert")) if getattr(recipe, field)]  # fmt: skip
+    return " ".join(args + ["--steps 100000", f"--time-budget {time_budget:g}"])
+
+
 UNSEEN_PHOTOS = {  # package -> its bundled natural photographs, relative to the package directory
     "matplotlib": ("mpl-data/sample_data/grace_hopper.jpg",),
     "sklearn": ("datasets/images/china.jpg", "datasets/images/flower.jpg"),
@@ -212,6 +228,8 @@ def run_demo(
         print(f"  {'PNG':<52s} {r['png']:6.3f}")
         print(f"  {'WebP lossless':<52s} {r['webp_lossless']:6.3f}")
     print(f"\ntrained {res.step} steps in {res.train_seconds:.0f} s; whole demo {total:.0f} s")
+    if not quick:
+        print(f"  the same training as a command: {train_command(recipe, time_budget)}")
     paths = [("checkpoint", res.checkpoint), ("samples", res.samples), ("loss curve", res.loss_curve)]
     for name, p in paths:
         print(f"  {name:<11s} {p if p is not None else '(not written: matplotlib is not installed)'}")

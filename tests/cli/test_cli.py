@@ -185,3 +185,16 @@ def test_train_upscaling_stage(tmp_path, npz, flags):
     assert rc == 0 and (tmp_path / "samples_00000002.png").is_file()
     cfg = ck.read_checkpoint(tmp_path / "ckpt_00000002.pt")["config"]
     assert cfg["first_slice_given"] == (flags[0] == "--first-slice-given") and cfg["cond_bits"] in (0, 2)
+
+
+def test_demo_recipe_as_a_train_command():
+    import shlex
+
+    from spn.demo import RECIPE, train_command
+
+    cmd = train_command(RECIPE, 300)
+    a = build_parser().parse_args(shlex.split(cmd)[1:])
+    assert a.command == "train" and a.data == "photos" and a.time_budget == 300 and a.lr == RECIPE.lr
+    assert a.batch_size == RECIPE.batch_size and a.color_jitter == RECIPE.color_jitter
+    assert a.hflip == RECIPE.hflip and a.channel_perm == RECIPE.channel_perm and a.invert == RECIPE.invert
+    assert sorted(a.set or []) == sorted(f"{k}={v}" for k, v in RECIPE.config)
