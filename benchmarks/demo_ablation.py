@@ -22,7 +22,8 @@ from pathlib import Path
 
 from spn.demo import Recipe, run_demo
 
-# A run is named by "+"-joined tokens, each changing one thing from the demo's defaults (spn.demo.Recipe()):
+# A run is named by "+"-joined tokens, each changing one thing from Recipe()'s field defaults (preset cpu_demo as it
+# is: categorical head, s=4; lr 1e-2, batch 32, no augmentation):
 #   categorical | logistic      output head              s1 s2 s4      subscale (slices of 32/s pixels)
 #   lr3e-3                      learning rate            b16           batch size
 #   warm300                     warm-up steps            slices2       slices per image per step

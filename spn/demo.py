@@ -2,12 +2,13 @@
 WebP on exactly the same held-out crops. Every number it prints is measured by that run.
 
 Data: 32x32 crops of the photographs scikit-image ships in its wheel (spn.data: train = 7 photos, random crops,
-augmented; held-out = every non-overlapping 32x32 crop of chelsea and coffee). Beyond the held-out crops of the
-embedded set, the demo also scores crops of a photograph from another package, one it never saw in any form
-(matplotlib's grace_hopper.jpg, when matplotlib is installed). Model and recipe: `RECIPE` (preset cpu_demo with the
-fields it overrides), the best of a measured ablation. Training stops after `time_budget` seconds of optimisation
-steps (the cosine schedule is sized from the measured speed), with held-out evaluations along the way;
-evaluation, sampling and the codecs come after, so the whole run takes roughly budget + 1-2 minutes on 2 CPU cores.
+colour-jittered; held-out = every non-overlapping 32x32 crop of chelsea and coffee). Beyond the held-out crops of
+the embedded set, the demo also scores crops of photographs from other packages, which it never saw in any form
+(matplotlib's grace_hopper.jpg; scikit-learn's china.jpg and flower.jpg where scikit-learn is installed). Model and
+recipe: `RECIPE` (preset cpu_demo with the fields it overrides), the best of a measured ablation (RESULTS.md).
+Training stops after `time_budget` seconds of optimisation steps (the cosine schedule is sized from the measured
+speed), with held-out evaluations along the way; evaluation, sampling and the codecs come after, so the whole run
+takes roughly budget + 1-2 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -100,7 +101,11 @@ class Recipe:
         return dataclasses.replace(configs.get("cpu_demo"), **dict(self.config))
 
 
-RECIPE = Recipe()
+# The measured best (benchmarks/RESULTS.md, "spn demo recipe"): the discretised logistic mixture, 16x16 slices
+# (s=2), and per-channel colour jitter, which lets seven photographs cover colours they lack.
+RECIPE = Recipe(
+    config=(("output", "logistic_mixture"), ("subscale", 2)), lr=3e-3, batch_size=16, color_jitter=0.5
+)
 
 
 def train_command(recipe: Recipe, time_budget: float, out: str = "runs/demo") -> str:
