@@ -104,7 +104,7 @@ class Recipe:
 # The measured best (benchmarks/RESULTS.md, "spn demo recipe"): the discretised logistic mixture, 16x16 slices
 # (s=2), and per-channel colour jitter, which lets seven photographs cover colours they lack.
 RECIPE = Recipe(
-    config=(("output", "logistic_mixture"), ("subscale", 2)), lr=3e-3, batch_size=16, color_jitter=0.5
+    config=(("output", "logistic_mixture"), ("subscale", 2)), lr=3e-3, batch_size=16, color_jitter=0.5, eval_every=1000
 )
 
 
