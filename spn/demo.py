@@ -2,7 +2,7 @@
 WebP on exactly the same held-out crops. Every number it prints is measured by that run.
 
 Data: 32x32 crops of the photographs scikit-image ships in its wheel (spn.data: train = 7 photos, random crops,
-colour-jittered; held-out = every non-overlapping 32x32 crop of chelsea and coffee). Beyond the held-out crops of
+flipped, rescaled and colour-jittered; held-out = every non-overlapping 32x32 crop of chelsea and coffee). Beyond the held-out crops of
 the embedded set, the demo also scores crops of photographs from other packages, which it never saw in any form
 (matplotlib's grace_hopper.jpg; scikit-learn's china.jpg and flower.jpg where scikit-learn is installed). Model and
 recipe: `RECIPE` (preset cpu_demo with the fields it overrides), the best of a measured ablation (RESULTS.md).
@@ -102,9 +102,16 @@ class Recipe:
 
 
 # The measured best (benchmarks/RESULTS.md, "spn demo recipe"): the discretised logistic mixture, 16x16 slices
-# (s=2), and per-channel colour jitter, which lets seven photographs cover colours they lack.
+# (s=2), and augmented crops: flips, 1-2x random-resized crops, and per-channel colour jitter, which lets seven
+# photographs cover colours they lack.
 RECIPE = Recipe(
-    config=(("output", "logistic_mixture"), ("subscale", 2)), lr=3e-3, batch_size=16, color_jitter=0.5, eval_every=1000
+    config=(("output", "logistic_mixture"), ("subscale", 2)),
+    lr=3e-3,
+    batch_size=16,
+    hflip=True,
+    crop_scale=2.0,
+    color_jitter=0.5,
+    eval_every=1000,
 )
 
 
