@@ -122,7 +122,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    torch.set_flush_denormal(True)  # as `spn demo` does (spn.cli)
+    torch.set_flush_denormal(True)  # as `spn demo` does (spn.cli.flush_denormal); this process ends after the runs
     print(f"budget {a.budget:.0f} s per run, seed {a.seed}, {torch.get_num_threads()} torch threads\n")
     print("| run | recipe (vs the demo's defaults) | held-out bits/dim | unseen photos: mean (worst crop) | steps | "
           "load before / after |\n|---|---|---|---|---|---|", flush=True)  # fmt: skip

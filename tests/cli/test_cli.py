@@ -198,3 +198,15 @@ def test_demo_recipe_as_a_train_command():
     assert a.batch_size == RECIPE.batch_size and a.color_jitter == RECIPE.color_jitter
     assert a.hflip == RECIPE.hflip and a.channel_perm == RECIPE.channel_perm and a.invert == RECIPE.invert
     assert sorted(a.set or []) == sorted(f"{k}={v}" for k, v in RECIPE.config)
+
+
+def test_flush_denormal_is_scoped():
+    from spn.cli import flush_denormal
+
+    sub = torch.tensor([1e-310], dtype=torch.float64)
+    assert (sub * 1.0).item() != 0.0  # torch's default: subnormals kept
+    with flush_denormal():
+        assert (sub * 1.0).item() == 0.0
+        with flush_denormal(False):
+            assert (sub * 1.0).item() == 0.0  # off: leaves the mode alone
+    assert (sub * 1.0).item() != 0.0
