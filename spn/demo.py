@@ -5,11 +5,10 @@ Data: 32x32 crops of the photographs scikit-image ships in its wheel (spn.data: 
 flipped, rescaled and colour-jittered; held-out = every non-overlapping 32x32 crop of chelsea and coffee). Beyond
 the held-out crops of the embedded set, the demo also scores crops of photographs from other packages, which it
 never saw in any form (matplotlib's grace_hopper.jpg; scikit-learn's china.jpg and flower.jpg where scikit-learn is
-installed). Model and
-recipe: `RECIPE` (preset cpu_demo with the fields it overrides), the best of a measured ablation (RESULTS.md).
-Training stops after `time_budget` seconds of optimisation steps (the cosine schedule is sized from the measured
-speed), with held-out evaluations along the way; evaluation, sampling and the codecs come after, so the whole run
-takes roughly budget + 1-2 minutes on 2 CPU cores.
+installed). Model and recipe: `RECIPE` (preset cpu_demo with the fields it overrides), the best of a measured
+ablation (RESULTS.md). Training stops after `time_budget` seconds of optimisation steps (the cosine schedule is
+sized from the measured speed), with held-out evaluations along the way; evaluation, sampling and the codecs come
+after, so the whole run takes roughly budget + 1-2 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
