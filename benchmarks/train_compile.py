@@ -2,8 +2,8 @@
 non-finite check) of two Trainers with identical weights and data, one compiled (one whole graph), timed
 interleaved in one process after warm-up.
 
-    python -m benchmarks.train_compile                      # cpu_demo, batch 32, every slice per step
-    python -m benchmarks.train_compile --rounds 20 --inner 5
+    python -m benchmarks.train_compile                         # cpu_demo, batch 32, one slice per image (the demo's)
+    python -m benchmarks.train_compile --slices-per-step 0     # every slice per step (spn train's default)
 """
 
 from __future__ import annotations
@@ -32,7 +32,14 @@ class _Images(torch.utils.data.Dataset):
         return self.x[i]
 
 
-def rows(preset: str = "cpu_demo", batch: int = 32, rounds: int = 15, inner: int = 3, warmup: int = 3) -> dict:
+def rows(
+    preset: str = "cpu_demo",
+    batch: int = 32,
+    slices_per_step: int | None = 1,
+    rounds: int = 15,
+    inner: int = 3,
+    warmup: int = 3,
+) -> dict:
     torch.manual_seed(0)
     model = configs.build(preset)
     cfg = model.config
@@ -41,7 +48,14 @@ def rows(preset: str = "cpu_demo", batch: int = 32, rounds: int = 15, inner: int
     t_first = {}
     with tempfile.TemporaryDirectory() as out:
         for name, comp in (("eager", False), ("compile", True)):
-            args = TrainArgs(out_dir=f"{out}/{name}", batch_size=batch, compile=comp, progress=False, device="cpu")
+            args = TrainArgs(
+                out_dir=f"{out}/{name}",
+                batch_size=batch,
+                slices_per_step=slices_per_step,
+                compile=comp,
+                progress=False,
+                device="cpu",
+            )
             trainers[name] = Trainer(copy.deepcopy(model), _Images(data), None, args, log=lambda s: None)
         for name, t in trainers.items():  # the first step compiles
             t0 = time.perf_counter()
@@ -60,6 +74,7 @@ def rows(preset: str = "cpu_demo", batch: int = 32, rounds: int = 15, inner: int
     return {
         "preset": preset,
         "batch": batch,
+        "slices_per_step": slices_per_step,
         "threads": torch.get_num_threads(),
         "first_step_s": t_first,
         "ms_per_step": med,
@@ -74,13 +89,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="cpu_demo")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--slices-per-step", type=int, default=1, help="0: every slice")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--inner", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    r = rows(args.preset, args.batch, args.rounds, args.inner)
-    print(f"{r['preset']} B={r['batch']} threads={r['threads']} ({r['rounds']} rounds x {r['inner']} steps, median)")
+    r = rows(args.preset, args.batch, args.slices_per_step or None, args.rounds, args.inner)
+    sps = r["slices_per_step"] or "all"
+    print(
+        f"{r['preset']} B={r['batch']} slices/step={sps} threads={r['threads']} "
+        f"({r['rounds']}x{r['inner']} steps, median)"
+    )
     for name in ("eager", "compile"):
         print(
             f"  {name:<8} {r['ms_per_step'][name]:8.1f} ms/step  {r['steps_per_s'][name]:6.2f} steps/s  "
