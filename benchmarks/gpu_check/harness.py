@@ -277,6 +277,6 @@ def markdown(records: list[dict], summary: dict) -> str:
     skipped = [r for r in records if r["status"] == "skipped"]
     if skipped:
         lines += ["", f"skipped {len(skipped)}: " + "; ".join(f"{r['name']} ({r['reason']})" for r in skipped)]
-    counts = ", ".join(f"{k} {v}" for k, v in summary.items() if k != "seconds")
+    counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in summary.items() if k != "seconds")
     lines += ["", f"{counts}; {summary['seconds']} s"]
     return "\n".join(lines) + "\n"

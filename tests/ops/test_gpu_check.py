@@ -98,6 +98,21 @@ def test_budget_skips_what_no_longer_fits_cheapest_and_most_important_first(tmp_
     assert [r["name"] for r in skipped] == ["timing-big"] and skipped[0]["reason"].startswith("budget: needs ~")
 
 
+def test_an_interrupt_keeps_what_was_measured_and_writes_the_table(tmp_path):
+    def interrupted():  # what `timeout -s INT` does to a case that overruns
+        raise KeyboardInterrupt
+
+    cases = [
+        Case("first", _ok("first"), cost_s=1),
+        Case("hung", interrupted, cost_s=2),
+        Case("later", _ok("later"), cost_s=3),
+    ]
+    records = run_cases(cases, tmp_path, CPU, log=open(os.devnull, "w"))
+    assert [r["status"] for r in records] == ["ok", "error", "skipped"]
+    assert records[1]["error"] == "interrupted" and records[2]["reason"] == "interrupted"
+    assert "| hung | interrupted |" in (tmp_path / "gpu_check.md").read_text()
+
+
 def test_fp32_mode_restores_the_flags_after_an_exception():
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     with pytest.raises(ValueError):
