@@ -163,3 +163,22 @@ def test_bringup_script_uses_real_gpu_check_flags():
     assert "--budget" in used and "--out" in used
     for must in ("build_ext --inplace", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS"):
         assert must in text, must
+
+
+def test_the_gpu_case_lists_build_here_with_unique_names():
+    # built, not run: the closures need no GPU until called
+    for device, tiny in ((torch.device("cuda"), False), (CPU, True)):
+        names = [c.name for c in cli.default_cases(device, tiny, with_timings=True)]
+        assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1]
+    gpu = cli.default_cases(torch.device("cuda"), False, with_timings=True)
+    assert {c.kind for c in gpu} == {"check", "timing"} and any("tf32" in c.name for c in gpu)
+
+
+def test_sampling_timing_runs_on_cpu():
+    # the one GPU timing that needs no CUDA event: run at a tiny size so its code is known to work
+    from benchmarks.gpu_check.timings import sampling_timing
+
+    r = sampling_timing(CPU, 8, 2).run()
+    assert (
+        r.value > 0 and r.times_us["cached"] > 0 and r.times_us["naive(est.)"] > 0 and r.extra["graphs"] == 0
+    )  # no CUDA graphs on CPU
