@@ -36,7 +36,10 @@ def check_int_tensor(x: object, name: str, shape: tuple[int, ...], bits: int, wh
         raise ValueError(f"{name} must have shape {want} {what}, got shape {tuple(x.shape)}")
     if x.dtype not in _INT_DTYPES:
         raise ValueError(f"{name} must be an integer tensor (uint8/int8/int16/int32/int64) {what}, got {x.dtype}")
-    if x.numel():
+    # The values are read on the host, so under torch.compile they are not checked: a graph cannot branch on
+    # them, and torch._check would cost a device sync per call. Callers that compile check their data once
+    # outside the compiled region (spn.trainer does, on its first batch), as the kernels do for t.
+    if x.numel() and not torch.compiler.is_compiling():
         lo, hi = int(x.min()), int(x.max())
         if lo < 0 or hi >= 2**bits:
             raise ValueError(f"{name} values must be in [0, 2^{bits}) = [0, {2**bits - 1}], got values in [{lo}, {hi}]")

@@ -331,7 +331,9 @@ class Trainer:
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
-        self.net = torch.compile(net) if args.compile else net
+        # One whole graph (fullgraph): the model's value checks stay out of it (see step()). Under DDP the
+        # compiler splits the graph at the gradient buckets itself, so fullgraph applies to one process only.
+        self.net = torch.compile(net, fullgraph=self.world == 1) if args.compile else net
         if len(train_set) < args.batch_size:
             self.echo(
                 f"the training set ({len(train_set)} images) is smaller than one batch ({args.batch_size}): batches "
@@ -450,6 +452,8 @@ class Trainer:
         non-finite update, with skip_nonfinite)."""
         a = self.args
         x = quantize(xb, self.bits).to(self.device, non_blocking=True)
+        if a.compile and self.iter_num == self.step_start:
+            self.model.check_image(x)  # compiled, the model does not read the values: checked once, eagerly
         torch.manual_seed(step_seed(a.seed, self.rank, self.iter_num))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             loss = self.net(x)
