@@ -149,7 +149,7 @@ class MaskedConv2d(nn.Conv2d):
                 )
         self._taps = (taps_r, taps_c)
         mask = _tap_mask(out_channels, in_channels, taps_r, taps_c, mask_type, color_groups, color_layout)
-        self.register_buffer("mask", mask.to(self.weight.dtype), persistent=persistent_mask)
+        self.register_buffer("mask", mask.to(self.weight.device, self.weight.dtype), persistent=persistent_mask)
 
     # -- geometry ------------------------------------------------------------------------------------------
     def output_size(self, h: int, w: int) -> tuple[int, int]:
@@ -245,9 +245,10 @@ def down_shift(x: torch.Tensor) -> torch.Tensor:
 
 def _tap_mask(c_out, c_in, taps_r, taps_c, mask_type, color_groups, color_layout) -> torch.Tensor:
     """Mask [c_out, c_in, len(taps_r), len(taps_c)] of taps at the given (row, column) offsets from the output
-    pixel: the square mask of mask_type, with the colour mask on the centre tap."""
-    dr = torch.tensor(taps_r)[:, None]
-    dc = torch.tensor(taps_c)[None, :]
+    pixel: the square mask of mask_type, with the colour mask on the centre tap. Built on the CPU (also under a
+    `torch.device("meta")` context, where the module's parameters live on the meta device)."""
+    dr = torch.tensor(taps_r, device="cpu")[:, None]
+    dc = torch.tensor(taps_c, device="cpu")[None, :]
     seen = (dr < 0) | ((dr == 0) & (dc < 0)) if mask_type != "V" else (dr <= 0)
     m = seen.to(torch.float32).expand(c_out, c_in, len(taps_r), len(taps_c)).clone()
     centre = (dr == 0) & (dc == 0)
@@ -260,7 +261,7 @@ def _tap_mask(c_out, c_in, taps_r, taps_c, mask_type, color_groups, color_layout
 
 
 def _color_groups(c: int, g: int, layout: str) -> torch.Tensor:
-    idx = torch.arange(c)
+    idx = torch.arange(c, device="cpu")
     return idx % g if layout == "interleaved" else idx // (c // g)
 
 
