@@ -151,9 +151,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
       // one oneDNN call for both gradients, as autograd's F.conv2d backward makes
       const at::Tensor wd = dense_weight(box, pl);
       const int64_t pad[2] = {pl.mh, pl.mw};
-      auto grads = at::convolution_backward(gy, x.contiguous(), wd, std::nullopt, kOnes, at::IntArrayRef(pad), kOnes,
-                                            /*transposed=*/false, kZeros, /*groups=*/1, {need_x, need_w, false});
+      const int64_t bias_size[1] = {weight.size(0)};
+      const bool need_b = output_mask[2];
+      auto grads = at::convolution_backward(gy, x.contiguous(), wd, at::OptionalIntArrayRef(at::IntArrayRef(bias_size)),
+                                            kOnes, at::IntArrayRef(pad), kOnes, /*transposed=*/false, kZeros,
+                                            /*groups=*/1, {need_x, need_w, need_b});
       if (need_x) gx = std::get<0>(grads).contiguous();
+      if (need_b) gb = std::get<2>(grads);
       if (need_w) {
         const int64_t row0 = pl.mh + pl.t.dy0, col0 = pl.mw - weight.size(3) / 2;
         gw_box = std::get<1>(grads).narrow(2, row0, pl.t.n_rows).narrow(3, col0, pl.t.n_cols);
@@ -180,7 +184,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
       gw = pad_zero(gw_box, 0, weight.size(2) - pl.t.n_rows, 0, weight.size(3) - pl.t.n_cols);
     }
   }
-  if (output_mask[2]) gb = gy.sum({0, 2, 3});
+  if (output_mask[2] && !gb.defined()) gb = gy.sum({0, 2, 3});
   return {need_x ? gx : empty, need_w ? gw : empty.clone(), output_mask[2] ? gb : empty.clone()};
 }
 

@@ -74,7 +74,7 @@ def test_step_without_x_new_leaves_cache(backend):
         (dict(x_new=torch.zeros(2, 4)), r"x_new must have shape \(2, 3\)"),
         (dict(x_new=torch.zeros(2, 3), mask_type="V"), r"x_new must have shape \(2, 3, 7\)"),
         (dict(cache=torch.zeros(2, 4, 7, 7)), "cache has 4 channels"),
-        (dict(w=torch.zeros(6, 3, 4, 7)), r"kernel height must be one of 7"),
+        (dict(w=torch.zeros(6, 3, 5, 7)), r"kernel height must be one of 7"),
         (dict(color_layout="rgb"), "color_layout must be one of"),
         (dict(w=torch.zeros(4, 3, 1, 3), color_groups=3), "divisible by color_groups=3"),
     ],

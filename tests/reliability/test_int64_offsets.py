@@ -15,9 +15,10 @@ H = W = 50_000  # one plane has 2.5e9 > 2^31 elements
 
 @pytest.mark.parametrize("backend", ["torch", "cpu", pytest.param("triton", marks=pytest.mark.triton)])
 @pytest.mark.parametrize("mask_type", ["A", "B", "V"])
-def test_step_past_2_31_elements(backend, mask_type):
+@pytest.mark.parametrize("write", [False, True], ids=["read", "write"])
+def test_step_past_2_31_elements(backend, mask_type, write):
     """The Triton kernel runs through the interpreter, whose int32 arithmetic wraps as a GPU's does: a 32-bit
-    row * stride product reads the wrong rows here."""
+    row * stride product reads (or writes x_new into) the wrong rows here."""
     k, p = 5, 2
     cache = torch.empty(1, 2, H, W)  # untouched virtual memory
     g = torch.Generator().manual_seed(0)
@@ -25,11 +26,22 @@ def test_step_past_2_31_elements(backend, mask_type):
     row, col = H - 1, W - 3
     visible = torch.randn(1, 2, p + 1, W, generator=g)  # every row the mask can see, whole width
     cache[:, :, row - p : row + 1] = visible
+    x_new = None
+    if write:
+        if mask_type == "V":
+            x_new = visible[:, :, p].clone()
+            cache[:, :, row] = 0
+        else:
+            x_new = visible[:, :, p, col].clone()
+            cache[:, :, row, col] = 0
     assert row * W + col > 2**31
-    out = sk.masked_conv2d_step(cache, None, w, None, row, col, mask_type, backend=backend)
+    out = sk.masked_conv2d_step(cache, x_new, w, None, row, col, mask_type, backend=backend)
     # the same output from a small map holding only the visible rows
     ref = sk.masked_conv2d_step_ref(visible.clone(), None, w, None, p, col, mask_type)
     torch.testing.assert_close(out, ref)
+    if write:
+        written = cache[:, :, row] if mask_type == "V" else cache[:, :, row, col]
+        assert torch.equal(written, x_new)
 
 
 @pytest.mark.parametrize("backend", ["torch", "cpu"])

@@ -51,9 +51,7 @@ def register_autograd(forward_op: str, backward_op: Callable) -> None:
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         need = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
-        gx, gw, gb = backward_op(
-            grad.contiguous(), x, weight, ctx.mask_type, ctx.color_groups, need, ctx.color_layout
-        )
+        gx, gw, gb = backward_op(grad.contiguous(), x, weight, ctx.mask_type, ctx.color_groups, need, ctx.color_layout)
         return (gx if need[0] else None, gw if need[1] else None, gb if need[2] else None, None, None, None)
 
     torch.library.register_autograd(forward_op, backward, setup_context=setup_context)

@@ -43,6 +43,7 @@ def conv_tf32() -> bool:
     """Whether fp32 tiles may use TF32: as F.conv2d on CUDA, torch.backends.cudnn.allow_tf32 (default True)."""
     return torch.backends.cudnn.allow_tf32
 
+
 # GPU launch configurations, chosen by reasoning for Hopper (H100/H200); benchmarks/gpu_check.py times them:
 # - 128 x 128 output tiles with 8 warps = two warpgroups of wgmma m64n128; with C = 128 the whole channel
 #   dimension is one N tile, so x is read once per tap.

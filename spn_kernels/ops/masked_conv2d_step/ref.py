@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..masked_conv2d.ref import square_weight, conv_mask
+from ..masked_conv2d.ref import conv_mask, square_weight
 
 
 def masked_conv2d_step_ref(
