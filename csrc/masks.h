@@ -7,6 +7,9 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+
+#include <algorithm>
 
 #include "checks.h"
 
@@ -52,40 +55,36 @@ inline TapBox tap_box(int64_t kh, int64_t kw, MaskType mt, int64_t groups, const
   return t;
 }
 
-// [C_out, C_in] 0/1 of the kept centre taps, in dtype.
-inline at::Tensor centre_mask(int64_t c_out, int64_t c_in, MaskType mt, int64_t groups, ColorLayout layout,
-                              const at::TensorOptions& opts) {
-  at::Tensor m = at::empty({c_out, c_in}, opts.dtype(at::kFloat).device(at::kCPU));
-  float* mp = m.mutable_data_ptr<float>();
-  for (int64_t co = 0; co < c_out; ++co) {
-    for (int64_t ci = 0; ci < c_in; ++ci) mp[co * c_in + ci] = centre_kept(co, ci, c_out, c_in, mt, groups, layout);
-  }
-  return m.to(opts);
-}
-
-// Zeroes, in place, the masked taps of a tensor [C_out, C_in, n_rows, n_cols] cut to a TapBox (a weight or a
-// weight gradient): only the centre row can hold masked taps.
-inline void zero_masked(at::Tensor& box, const TapBox& t, MaskType mt, int64_t groups, ColorLayout layout) {
-  if (!t.masked_centre) return;
-  const int64_t c_out = box.size(0), c_in = box.size(1);
-  at::Tensor row = box.select(2, t.centre_row);  // [C_out, C_in, n_cols]
-  if (t.n_rows > 1) {
-    // a full-width box: the columns right of the centre are masked
-    const int64_t pc = (box.size(3) - 1) / 2;
-    row.narrow(2, pc + 1, pc).zero_();
-    row.select(2, pc).mul_(centre_mask(c_out, c_in, mt, groups, layout, box.options()));
-  } else if (t.n_cols > 0 && !(mt == MaskType::A && groups == 1)) {
-    // the centre row alone, cut just after the centre tap
-    row.select(2, t.n_cols - 1).mul_(centre_mask(c_out, c_in, mt, groups, layout, box.options()));
-  }
-}
-
-// weight * mask cut to its TapBox: [C_out, C_in, n_rows, n_cols], fresh and contiguous.
-inline at::Tensor masked_box_weight(const at::Tensor& weight, const TapBox& t, MaskType mt, int64_t groups,
-                                    ColorLayout layout) {
-  at::Tensor box = weight.narrow(2, 0, t.n_rows).narrow(3, 0, t.n_cols).clone(at::MemoryFormat::Contiguous);
-  zero_masked(box, t, mt, groups, layout);
-  return box;
+// dst [C_out, C_in, dst_h, dst_w], fresh and contiguous: dst[.., i, j] = src[.., i, j] where (i, j) is a tap of
+// src [C_out, C_in, src_h, src_w] (weight coordinates: the rows and columns of a (kh, kw) weight) that the mask
+// keeps, zero elsewhere. One pass, one allocation: it builds the masked box weight (dst = the box), the dense
+// kernel (dst taller than the weight), and masks a weight gradient back to [kh, kw].
+inline at::Tensor masked_copy(const at::Tensor& src, const TapBox& t, int64_t kw, int64_t dst_h, int64_t dst_w,
+                              MaskType mt, int64_t groups, ColorLayout layout) {
+  const at::Tensor s = src.contiguous();
+  const int64_t c_out = s.size(0), c_in = s.size(1), sh = s.size(2), sw = s.size(3), p = kw / 2;
+  at::Tensor dst = at::empty({c_out, c_in, dst_h, dst_w}, s.options().memory_format(at::MemoryFormat::Contiguous));
+  const int64_t rows = std::min({sh, dst_h, t.n_rows}), cols = std::min({sw, dst_w, t.n_cols});
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "masked_copy", [&] {
+    const scalar_t* sp = s.const_data_ptr<scalar_t>();
+    scalar_t* dp = dst.mutable_data_ptr<scalar_t>();
+    for (int64_t co = 0; co < c_out; ++co) {
+      for (int64_t ci = 0; ci < c_in; ++ci) {
+        const scalar_t* a = sp + (co * c_in + ci) * sh * sw;
+        scalar_t* d = dp + (co * c_in + ci) * dst_h * dst_w;
+        for (int64_t e = 0; e < dst_h * dst_w; ++e) d[e] = scalar_t(0);
+        for (int64_t i = 0; i < rows; ++i) {
+          int64_t end = cols;
+          if (t.masked_centre && i == t.centre_row) {
+            end = std::min(cols, p);
+            if (p < cols && centre_kept(co, ci, c_out, c_in, mt, groups, layout)) d[i * dst_w + p] = a[i * sw + p];
+          }
+          for (int64_t j = 0; j < end; ++j) d[i * dst_w + j] = a[i * sw + j];
+        }
+      }
+    }
+  });
+  return dst;
 }
 
 }  // namespace spn

@@ -15,8 +15,9 @@
 // (p rows x k, plus 1 x p) was slower as well (oneDNN handles the thin kernels poorly: 20.6 ms vs 7.4 ms
 // at k = 3).
 //
-// Small images are the exception: there the padded copies cost more than the taps they save, and the masked
-// box embedded in a centred kernel (oneDNN's own zero padding, no copy) is faster; see choose_dense.
+// Few channels are the exception: there the padded copies and oneDNN's slower non-square kernels cost more than
+// the taps the box saves, and the masked box embedded in a centred kernel (oneDNN's own zero padding, no copy)
+// is faster; see choose_dense.
 //
 // Backward of the box convolution:
 //   grad_x: the adjoint of a shifted convolution is the opposite shift: the convolution of grad_out padded
@@ -27,9 +28,11 @@
 //   grad_b: grad_out summed over (B, H, W).
 // The dense path gets grad_x and grad_w from one at::convolution_backward, as F.conv2d's autograd does.
 #include <ATen/ATen.h>
+#include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <string>
 #include <string_view>
 #include <tuple>
 
@@ -57,7 +60,7 @@ const at::IntArrayRef kZeros(kZeroArr);
 //          right pixels: no masked multiply-adds beyond the centre row's, one padded copy of the input.
 //   dense: the masked box embedded in the smallest kernel centred on the output pixel, with oneDNN's own zero
 //          padding: no copies, but the embedding's zero taps are multiplied (up to 2x at k x k).
-// dense wins where the copies cost more than the extra taps (small images, few channels); see choose_dense.
+// dense wins where the copies cost more than the extra taps (few channels); see choose_dense.
 struct Plan {
   TapBox t;
   int64_t top, bottom, left, right;  // box: the input padding
@@ -65,15 +68,17 @@ struct Plan {
   bool dense;
 };
 
-// Measured on the presets' shapes (benchmarks/bench_masked_conv2d.py, benchmarks/RESULTS.md): the padded copy
-// dominates for small images, where the dense kernel's extra taps are cheap; a lone centre row (the dense
-// kernel is exactly nn.Conv2d's) runs dense unless the box drops most of its taps.
-bool choose_dense(const at::Tensor& x, const TapBox& t, int64_t mh, int64_t mw) {
-  const int64_t hw = x.size(2) * x.size(3);
-  const int64_t box = t.n_rows * t.n_cols, centred = (2 * mh + 1) * (2 * mw + 1);
-  if (box == 0) return false;
-  if (hw <= 16 * 16) return true;
-  return centred <= box + box / 4;  // at most 25% extra taps: not worth a copy
+// Measured on the presets' shapes (benchmarks/bench_masked_conv2d.py, benchmarks/RESULTS.md; one core, 2026-12):
+// - square and vertical-stack kernels with few channels (C_in * C_out < 4096, e.g. the CPU presets' 32 -> 64):
+//   the dense kernel wins (8 x 8, 32 -> 64, k = 5: dense 4.6 ms vs box 8.8 ms per forward+backward: oneDNN runs
+//   the 3 x 5 box far below its 5 x 5 rate); with many channels the box's third fewer taps win (256 -> 512,
+//   16 x 16, k = 3: box 114 ms vs dense 154 ms);
+// - a lone centre row cut at the centre ((1, k) "A"/"B") drops about half its taps: the box runs from k = 5 on
+//   ((1, 7) "A", 16 x 32 x 28 x 28: box 5.6 ms vs dense 7.5 ms); at k = 3 the 1 x 1 / 1 x 2 boxes lose to the
+//   1 x 3 kernel (dense 3.3 ms vs box 5.3 ms for "A"; a shifted at::matmul instead of the box: 3.9 ms).
+bool choose_dense(const at::Tensor& weight, const TapBox& t) {
+  if (t.n_rows == 1) return t.n_cols == weight.size(3) || weight.size(3) < 5;
+  return weight.size(0) * weight.size(1) < 4096;
 }
 
 Plan make_plan(const at::Tensor& x, const at::Tensor& weight, MaskType mt, int64_t groups, const char* op) {
@@ -86,16 +91,8 @@ Plan make_plan(const at::Tensor& x, const at::Tensor& weight, MaskType mt, int64
   pl.right = pl.t.n_cols - 1 - p;
   pl.mh = std::max<int64_t>(pl.top, pl.t.dy0 + pl.t.n_rows - 1);
   pl.mw = std::max<int64_t>(p, pl.t.n_cols - 1 - p);
-  pl.dense = choose_dense(x, pl.t, pl.mh, pl.mw);
+  pl.dense = choose_dense(weight, pl.t);
   return pl;
-}
-
-// The masked box embedded in the centred (2 mh + 1) x (2 mw + 1) kernel.
-at::Tensor dense_weight(const at::Tensor& box, const Plan& pl) {
-  const int64_t kw = 2 * pl.mw + 1, p = kw / 2;
-  const int64_t row0 = pl.mh + pl.t.dy0, col0 = pl.mw - p;  // where the box's row 0 and column 0 land
-  if (row0 == 0 && col0 == 0 && box.size(2) == 2 * pl.mh + 1 && box.size(3) == kw) return box;
-  return at::constant_pad_nd(box, {col0, kw - col0 - box.size(3), row0, 2 * pl.mh + 1 - row0 - box.size(2)}, 0);
 }
 
 // x [B, C_in, H, W], weight [C_out, C_in, kh, kw], bias [C_out]? -> [B, C_out, H, W]
@@ -112,11 +109,13 @@ at::Tensor masked_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, cons
     if (bias.has_value()) out.add_(bias->view({1, -1, 1, 1}));
     return out;
   }
-  const at::Tensor box = masked_box_weight(weight, pl.t, mt, color_groups, cl);  // [C_out, C_in, n_rows, n_cols]
+  const int64_t kw = weight.size(3);
   if (pl.dense) {
     const int64_t pad[2] = {pl.mh, pl.mw};
-    return at::conv2d(x, dense_weight(box, pl), bias, kOnes, at::IntArrayRef(pad)).contiguous();
+    const at::Tensor wd = masked_copy(weight, pl.t, kw, 2 * pl.mh + 1, kw, mt, color_groups, cl);
+    return at::conv2d(x, wd, bias, kOnes, at::IntArrayRef(pad)).contiguous();
   }
+  const at::Tensor box = masked_copy(weight, pl.t, kw, pl.t.n_rows, pl.t.n_cols, mt, color_groups, cl);
   const at::Tensor xp = pad_zero(x.contiguous(), pl.top, pl.bottom, pl.left, pl.right);
   return at::conv2d(xp, box, bias, kOnes, kZeros).contiguous();
 }
@@ -145,11 +144,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
     if (need_x) gx = at::zeros_like(x, at::MemoryFormat::Contiguous);
     if (need_w) gw = at::zeros_like(weight, at::MemoryFormat::Contiguous);
   } else if (need_x || need_w) {
-    const at::Tensor box = masked_box_weight(weight, pl.t, mt, color_groups, cl);  // [C_out, C_in, n_rows, n_cols]
-    at::Tensor gw_box;
+    const int64_t kh = weight.size(2), kw = weight.size(3);
     if (pl.dense) {
-      // one oneDNN call for both gradients, as autograd's F.conv2d backward makes
-      const at::Tensor wd = dense_weight(box, pl);
+      // one oneDNN call for all gradients, as autograd's F.conv2d backward makes
+      const at::Tensor wd = masked_copy(weight, pl.t, kw, 2 * pl.mh + 1, kw, mt, color_groups, cl);
       const int64_t pad[2] = {pl.mh, pl.mw};
       const int64_t bias_size[1] = {weight.size(0)};
       const bool need_b = output_mask[2];
@@ -158,11 +156,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
                                             /*groups=*/1, {need_x, need_w, need_b});
       if (need_x) gx = std::get<0>(grads).contiguous();
       if (need_b) gb = std::get<2>(grads);
-      if (need_w) {
-        const int64_t row0 = pl.mh + pl.t.dy0, col0 = pl.mw - weight.size(3) / 2;
-        gw_box = std::get<1>(grads).narrow(2, row0, pl.t.n_rows).narrow(3, col0, pl.t.n_cols);
-      }
+      // the dense kernel's rows start at the weight's row 0: mask it back to [kh, kw]
+      if (need_w) gw = masked_copy(std::get<1>(grads), pl.t, kw, kh, kw, mt, color_groups, cl);
     } else {
+      const at::Tensor box = masked_copy(weight, pl.t, kw, pl.t.n_rows, pl.t.n_cols, mt, color_groups, cl);
       if (need_x) {
         // The adjoint of the box convolution: grad_out padded the other way round (top <-> bottom,
         // left <-> right) and convolved with the box transposed (in <-> out) and flipped in both axes.
@@ -172,20 +169,62 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
       }
       if (need_w) {
         const at::Tensor xp = pad_zero(x.contiguous(), pl.top, pl.bottom, pl.left, pl.right);
-        gw_box = std::get<1>(at::convolution_backward(gy, xp, box, std::nullopt, kOnes, kZeros, kOnes,
-                                                      /*transposed=*/false, kZeros, /*groups=*/1,
-                                                      {false, true, false}));
+        const at::Tensor gw_box = std::get<1>(at::convolution_backward(gy, xp, box, std::nullopt, kOnes, kZeros,
+                                                                       kOnes, /*transposed=*/false, kZeros,
+                                                                       /*groups=*/1, {false, true, false}));
+        gw = masked_copy(gw_box, pl.t, kw, kh, kw, mt, color_groups, cl);  // zero outside the kept taps
       }
-    }
-    if (need_w) {
-      gw_box = gw_box.contiguous();
-      zero_masked(gw_box, pl.t, mt, color_groups, cl);
-      // the taps outside the box are masked: zero gradient
-      gw = pad_zero(gw_box, 0, weight.size(2) - pl.t.n_rows, 0, weight.size(3) - pl.t.n_cols);
     }
   }
   if (output_mask[2] && !gb.defined()) gb = gy.sum({0, 2, 3});
   return {need_x ? gx : empty, need_w ? gw : empty.clone(), output_mask[2] ? gb : empty.clone()};
+}
+
+// Autograd of torch.ops.spn.masked_conv2d, in C++: the Python register_autograd path costs more than the
+// whole convolution at the small shapes of the CPU presets. Saves x and weight; the backward is the
+// masked_conv2d_backward op (so any backend's kernel serves it), grad_bias asked for only when there is a bias.
+class MaskedConv2dFunction : public torch::autograd::Function<MaskedConv2dFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, c10::string_view mask_type, int64_t color_groups,
+                            c10::string_view color_layout) {
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["mask_type"] = std::string(mask_type);
+    ctx->saved_data["color_groups"] = color_groups;
+    ctx->saved_data["color_layout"] = std::string(color_layout);
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("spn::masked_conv2d", "")
+                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                           c10::string_view, int64_t, c10::string_view)>();
+    return op.call(x, weight, bias, mask_type, color_groups, color_layout);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const std::string mask_type = ctx->saved_data["mask_type"].toStringRef();
+    const std::string color_layout = ctx->saved_data["color_layout"].toStringRef();
+    const int64_t color_groups = ctx->saved_data["color_groups"].toInt();
+    c10::List<bool> need({ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                          has_bias && ctx->needs_input_grad(2)});
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("spn::masked_conv2d_backward", "")
+                         .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+                             const at::Tensor&, const at::Tensor&, const at::Tensor&, c10::string_view, int64_t,
+                             c10::List<bool>, c10::string_view)>();
+    auto [gx, gw, gb] =
+        op.call(grads[0].contiguous(), saved[0], saved[1], mask_type, color_groups, need, color_layout);
+    const at::Tensor none;
+    return {need[0] ? gx : none, need[1] ? gw : none, need[2] ? gb : none, none, none, none};
+  }
+};
+
+at::Tensor masked_conv2d_autograd(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                                  c10::string_view mask_type, int64_t color_groups, c10::string_view color_layout) {
+  return MaskedConv2dFunction::apply(x, weight, bias, mask_type, color_groups, color_layout);
 }
 
 }  // namespace
@@ -195,3 +234,5 @@ TORCH_LIBRARY_IMPL(spn, CPU, m) {
   m.impl("masked_conv2d", &spn::masked_conv2d_cpu);
   m.impl("masked_conv2d_backward", &spn::masked_conv2d_backward_cpu);
 }
+
+TORCH_LIBRARY_IMPL(spn, Autograd, m) { m.impl("masked_conv2d", &spn::masked_conv2d_autograd); }

@@ -247,6 +247,38 @@ def test_cpu_half_precision(dtype):
     assert_close_to_ref(out, ref, sk.masked_conv2d_ref(x.double(), w.double(), b.double(), "A", 3))
 
 
+@pytest.mark.parametrize(
+    "kernel, mt, g, lay",
+    [
+        (3, "A", 3, "blocked"),
+        (5, "B", 3, "interleaved"),
+        ((3, 5), "V", 1, "blocked"),
+        ((2, 5), "A", 1, "blocked"),
+        ((1, 5), "A", 1, "blocked"),
+        ((1, 3), "B", 3, "interleaved"),
+        (1, "B", 1, "blocked"),
+    ],
+    ids=["k3-A-g3", "k5-B-g3i", "3x5-V", "2x5-A", "1x5-A", "1x3-B-g3i", "k1-B"],
+)
+@pytest.mark.parametrize("channels", [(6, 9), (66, 72)], ids=["dense", "box"])
+def test_cpu_both_paths(kernel, mt, g, lay, channels):
+    """The C++ kernel runs few-channel convolutions with the masked weight embedded in a centred kernel and
+    many-channel ones on the kept box of taps over a shifted input (csrc/masked_conv2d/cpu.cpp: choose_dense):
+    both equal the reference, forward and backward, in float64."""
+    ci, co = channels
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = torch.randn(2, ci, 5, 6, dtype=torch.float64)
+    w = torch.randn(co, ci, kh, kw, dtype=torch.float64)
+    b = torch.randn(co, dtype=torch.float64)
+    gy = torch.randn(2, co, 5, 6, dtype=torch.float64)
+    out = sk.masked_conv2d(x, w, b, mt, g, color_layout=lay, backend="cpu")
+    torch.testing.assert_close(out, sk.masked_conv2d_ref(x, w, b, mt, g, color_layout=lay))
+    got = torch.ops.spn.masked_conv2d_backward(gy, x, w, mt, g, [True, True, True], lay)
+    want = sk.masked_conv2d_backward_ref(gy, x, w, mt, g, [True, True, True], color_layout=lay)
+    for a, r in zip(got, want):
+        torch.testing.assert_close(a, r)
+
+
 def test_cpu_backward_channels_last_grad():
     """A channels_last grad_out and input (as autograd may hand them over) give the same gradients."""
     x = torch.randn(2, 4, 7, 7, dtype=torch.float64)

@@ -57,7 +57,8 @@ def register_autograd(forward_op: str, backward_op: Callable) -> None:
     torch.library.register_autograd(forward_op, backward, setup_context=setup_context)
 
 
-register_autograd("spn::masked_conv2d", torch.ops.spn.masked_conv2d_backward)
+# torch.ops.spn.masked_conv2d registers its autograd in C++ (csrc/masked_conv2d/cpu.cpp: the Python path's
+# per-call cost exceeded the convolution itself at the CPU presets' shapes); the Triton op registers this one.
 
 
 def _autocast(x: torch.Tensor, *ts: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
@@ -89,7 +90,8 @@ def masked_conv2d(
     x, weight, bias = _autocast(x, weight, bias)
     impl = choose(backend, x.device, "masked_conv2d")
     if impl == CPP:  # the C++ kernel checks the rest (csrc/checks.h)
-        check_devices(x, "x", weight=weight, bias=bias)
+        if weight.device != x.device or (bias is not None and bias.device != x.device):
+            check_devices(x, "x", weight=weight, bias=bias)
         return torch.ops.spn.masked_conv2d(x, weight, bias, mask_type, color_groups, color_layout)
     if impl == TRITON:  # so does the Triton op
         return _triton_op()(x, weight, bias, mask_type, color_groups, color_layout)
