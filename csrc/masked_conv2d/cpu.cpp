@@ -73,11 +73,13 @@ struct Plan {
 //   the dense kernel wins (8 x 8, 32 -> 64, k = 5: dense 4.6 ms vs box 8.8 ms per forward+backward: oneDNN runs
 //   the 3 x 5 box far below its 5 x 5 rate); with many channels the box's third fewer taps win (256 -> 512,
 //   16 x 16, k = 3: box 114 ms vs dense 154 ms);
-// - a lone centre row cut at the centre ((1, k) "A"/"B") drops about half its taps: the box runs from k = 5 on
-//   ((1, 7) "A", 16 x 32 x 28 x 28: box 5.6 ms vs dense 7.5 ms); at k = 3 the 1 x 1 / 1 x 2 boxes lose to the
-//   1 x 3 kernel (dense 3.3 ms vs box 5.3 ms for "A"; a shifted at::matmul instead of the box: 3.9 ms).
+// - a lone centre row cut left of the centre ((1, k) "A" without colour groups: k // 2 of k taps) runs the box
+//   from k = 5 on ((1, 7) "A", 16 x 32 x 28 x 28: box 5.6 ms vs dense 7.5 ms). Cut after the centre ("B",
+//   k // 2 + 1 taps) the box does not pay ((1, 7) "B": box 4.8 ms vs dense 4.7 ms; the k // 2 box plus a 1 x 1
+//   centre convolution: 7.0 ms), nor at k = 3 (the 1 x 1 box of "A": 5.3 ms vs dense 3.3 ms; a shifted at::matmul
+//   instead: 3.9 ms).
 bool choose_dense(const at::Tensor& weight, const TapBox& t) {
-  if (t.n_rows == 1) return t.n_cols == weight.size(3) || weight.size(3) < 5;
+  if (t.n_rows == 1) return weight.size(3) < 5 || 2 * t.n_cols > weight.size(3);
   return weight.size(0) * weight.size(1) < 4096;
 }
 
