@@ -93,25 +93,53 @@ inline MaskType parse_mask_type(std::string_view s, const char* op) {
   return MaskType::V;
 }
 
+enum class ColorLayout { Blocked, Interleaved };
+
+inline ColorLayout parse_color_layout(std::string_view s, const char* op) {
+  if (s == "blocked") return ColorLayout::Blocked;
+  TORCH_CHECK_VALUE(s == "interleaved", op, ": color_layout must be one of 'blocked', 'interleaved', got '",
+                    std::string(s), "'");
+  return ColorLayout::Interleaved;
+}
+
 inline bool is_float(at::ScalarType t) {
   return t == at::kHalf || t == at::kBFloat16 || t == at::kFloat || t == at::kDouble;
 }
 
-// weight [C_out, C_in, k, k] float, k odd; bias [C_out] or none; color_groups divides C_out and C_in.
+// A (kh, kw) weight holds rows r0 .. r0 + n - 1 of the centred kw x kw kernel (masked_conv2d/ref.py).
+struct KernelRows {
+  int64_t r0, n;
+};
+
+inline KernelRows kernel_rows(int64_t kh, int64_t kw, const char* op) {
+  const int64_t p = kw / 2;
+  TORCH_CHECK_VALUE(kw % 2 == 1, op, ": weight kernel width must be odd, got kernel (kh, kw)=(", kh, ", ", kw, ")");
+  TORCH_CHECK_VALUE(kh >= 1, op, ": weight kernel height must be >= 1, got kernel (kh, kw)=(", kh, ", ", kw, ")");
+  if (kh == kw) return {0, kw};
+  if (kh == 1) return {p, 1};
+  TORCH_CHECK_VALUE(kh == p || kh == p + 1, op, ": weight kernel height must be one of ", kw, " (all rows), 1 (centre row), ",
+                    p + 1, " (rows 0..", p, ") or ", p, " (rows 0..", p - 1, ") for kernel width ", kw,
+                    ", got kernel (kh, kw)=(", kh, ", ", kw, ")");
+  return {0, kh};
+}
+
+// weight [C_out, C_in, kh, kw] float (kernel_rows); bias [C_out] or none; color_groups divides C_out and C_in for
+// the blocked layout.
 inline void check_conv_params(const at::Tensor& weight, const std::optional<at::Tensor>& bias, MaskType mt,
-                              int64_t color_groups, const char* op) {
-  TORCH_CHECK_VALUE(weight.dim() == 4, op, ": weight must be 4-D [C_out, C_in, k, k], got shape ", weight.sizes());
-  TORCH_CHECK_VALUE(weight.size(2) == weight.size(3), op, ": weight must have a square kernel, got shape ",
-                    weight.sizes());
-  TORCH_CHECK_VALUE(weight.size(2) % 2 == 1, op, ": weight kernel size must be odd, got shape ", weight.sizes());
+                              int64_t color_groups, ColorLayout layout, const char* op) {
+  TORCH_CHECK_VALUE(weight.dim() == 4, op, ": weight must be 4-D [C_out, C_in, kh, kw], got shape ", weight.sizes());
+  TORCH_CHECK_VALUE(weight.size(3) % 2 == 1, op, ": weight kernel width must be odd, got shape ", weight.sizes());
+  kernel_rows(weight.size(2), weight.size(3), op);
   TORCH_CHECK_VALUE(is_float(weight.scalar_type()), op, ": weight must be float16/bfloat16/float32/float64, got ",
                     weight.scalar_type());
   TORCH_CHECK_VALUE(color_groups >= 1, op, ": color_groups must be >= 1, got ", color_groups);
   TORCH_CHECK_VALUE(mt != MaskType::V || color_groups == 1, op,
                     ": color_groups applies to the centre tap of masks 'A'/'B' only; mask 'V' needs 1, got ",
                     color_groups);
-  TORCH_CHECK_VALUE(weight.size(0) % color_groups == 0 && weight.size(1) % color_groups == 0, op,
-                    ": C_out and C_in must be divisible by color_groups=", color_groups, ", got weight ",
+  TORCH_CHECK_VALUE(layout == ColorLayout::Interleaved ||
+                        (weight.size(0) % color_groups == 0 && weight.size(1) % color_groups == 0),
+                    op, ": C_out and C_in must be divisible by color_groups=", color_groups,
+                    " for color_layout='blocked' (color_layout='interleaved' allows unequal groups), got weight ",
                     weight.sizes());
   if (bias.has_value()) {
     TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == weight.size(0), op, ": bias must have shape [C_out]=(",
@@ -142,8 +170,8 @@ inline void check_conv_backward(const at::Tensor& grad_out, const at::Tensor& x,
 // masked_conv2d_step: cache [B, C_in, H, W]; (row, col) inside it; x_new [B, C_in] (A/B) or [B, C_in, W] (V).
 inline void check_step(const at::Tensor& cache, const std::optional<at::Tensor>& x_new, const at::Tensor& weight,
                        const std::optional<at::Tensor>& bias, int64_t row, int64_t col, MaskType mt,
-                       int64_t color_groups, const char* op) {
-  check_conv_params(weight, bias, mt, color_groups, op);
+                       int64_t color_groups, ColorLayout layout, const char* op) {
+  check_conv_params(weight, bias, mt, color_groups, layout, op);
   TORCH_CHECK_VALUE(cache.dim() == 4, op, ": cache must be 4-D [B, C_in, H, W], got shape ", cache.sizes());
   const int64_t B = cache.size(0), C_in = cache.size(1), H = cache.size(2), W = cache.size(3);
   TORCH_CHECK_VALUE(C_in == weight.size(1), op, ": cache has ", C_in, " channels but weight expects C_in=",

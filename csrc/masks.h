@@ -1,44 +1,90 @@
-// Shared by the masked-convolution CPU kernels (csrc/masked_conv2d/cpu.cpp, csrc/masked_conv2d_step/cpu.cpp):
-// the masked weight cut to the rows a mask can reach. The mask definition itself lives in
-// spn_kernels/ops/masked_conv2d/ref.py (conv_mask); this file encodes the same rule:
-//   rows 0..p-1 (p = k/2) are kept by every mask; rows below p never are;
-//   row p: "V" keeps all columns, "A"/"B" keep columns < p, and the centre tap (p, p) is kept for
-//   (co, ci) when group(ci) < group(co) ("A") or group(ci) <= group(co) ("B") over color_groups groups.
+// Shared by the masked-convolution CPU kernels (csrc/masked_conv2d/cpu.cpp, csrc/masked_conv2d_step/cpu.cpp): which
+// taps of a (kh, kw) weight a mask keeps. The mask definition itself lives in spn_kernels/ops/masked_conv2d/ref.py
+// (conv_mask); this file encodes the same rule, in the square kernel's rows (p = kw / 2):
+//   rows 0..p-1 are kept by every mask; rows below p never are;
+//   row p: "V" keeps all columns, "A"/"B" keep columns < p, and the centre tap (p, p) is kept for (co, ci) when
+//   group(ci) < group(co) ("A") or group(ci) <= group(co) ("B"), the groups by color_layout.
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+
+#include <algorithm>
 
 #include "checks.h"
 
 namespace spn {
 
-// The first input channel whose centre tap is masked for output channel co (C_in when none is).
-inline int64_t centre_limit(int64_t co, int64_t c_out, int64_t c_in, MaskType mt, int64_t color_groups) {
-  if (mt == MaskType::V) return c_in;
-  const int64_t g_out = co / (c_out / color_groups);
-  return (g_out + (mt == MaskType::B ? 1 : 0)) * (c_in / color_groups);
+// The colour group of channel c of n channels.
+inline int64_t color_group(int64_t c, int64_t n, int64_t groups, ColorLayout layout) {
+  return layout == ColorLayout::Interleaved ? c % groups : c / (n / groups);
 }
 
-// Zeroes, in place, the masked taps of a tensor [C_out, C_in, p+1, k] that holds rows 0..p of a kernel
-// (a weight or a weight gradient). Rows 0..p-1 are never masked, so only row p is touched.
-inline void zero_masked_top(at::Tensor& top, MaskType mt, int64_t color_groups) {
-  if (mt == MaskType::V) return;
-  const int64_t c_out = top.size(0), c_in = top.size(1), p = top.size(2) - 1;
-  at::Tensor centre_row = top.select(2, p);  // [C_out, C_in, k]
-  centre_row.narrow(2, p + 1, p).zero_();
-  const int64_t cog = c_out / color_groups;
-  for (int64_t go = 0; go < color_groups; ++go) {
-    const int64_t lim = centre_limit(go * cog, c_out, c_in, mt, color_groups);
-    if (lim < c_in) centre_row.narrow(0, go * cog, cog).select(2, p).narrow(1, lim, c_in - lim).zero_();
+// Whether the centre tap of (co, ci) is kept ("V": always).
+inline bool centre_kept(int64_t co, int64_t ci, int64_t c_out, int64_t c_in, MaskType mt, int64_t groups,
+                        ColorLayout layout) {
+  if (mt == MaskType::V) return true;
+  const int64_t go = color_group(co, c_out, groups, layout), gi = color_group(ci, c_in, groups, layout);
+  return mt == MaskType::A ? gi < go : gi <= go;
+}
+
+// The kept taps of a (kh, kw) weight as a box of weight rows 0..n_rows-1 and columns 0..n_cols-1 (every kept
+// set starts at weight row 0 and column 0), plus whether the box holds the centre tap, which is masked per
+// channel pair, and the taps right of it in the centre row, which are masked. dy0 = r0 - p is the image row
+// offset of weight row 0.
+struct TapBox {
+  int64_t n_rows, n_cols;
+  int64_t dy0;
+  int64_t centre_row;  // weight row of the square's centre row, or -1 when the box does not reach it
+  bool masked_centre;  // "A"/"B": the centre row is cut at the centre tap, kept per channel pair
+};
+
+inline TapBox tap_box(int64_t kh, int64_t kw, MaskType mt, int64_t groups, const char* op) {
+  const KernelRows kr = kernel_rows(kh, kw, op);
+  const int64_t p = kw / 2;
+  TapBox t{};
+  t.n_rows = std::min(kr.n, p - kr.r0 + 1);  // rows below the centre row are always masked
+  t.dy0 = kr.r0 - p;
+  t.centre_row = kr.r0 + t.n_rows - 1 == p ? t.n_rows - 1 : -1;
+  t.masked_centre = t.centre_row >= 0 && mt != MaskType::V;
+  t.n_cols = kw;
+  if (t.masked_centre && t.n_rows == 1) {
+    // the centre row alone: its right half is masked, and so is the centre tap of "A" without colour groups
+    t.n_cols = (mt == MaskType::A && groups == 1) ? p : p + 1;
   }
+  return t;
 }
 
-// weight * mask restricted to rows 0..p: [C_out, C_in, p+1, k], fresh and contiguous.
-inline at::Tensor masked_top_weight(const at::Tensor& weight, MaskType mt, int64_t color_groups) {
-  const int64_t p = weight.size(2) / 2;
-  at::Tensor top = weight.narrow(2, 0, p + 1).clone(at::MemoryFormat::Contiguous);
-  zero_masked_top(top, mt, color_groups);
-  return top;
+// dst [C_out, C_in, dst_h, dst_w], fresh and contiguous: dst[.., i, j] = src[.., i, j] where (i, j) is a tap of
+// src [C_out, C_in, src_h, src_w] (weight coordinates: the rows and columns of a (kh, kw) weight) that the mask
+// keeps, zero elsewhere. One pass, one allocation: it builds the masked box weight (dst = the box), the dense
+// kernel (dst taller than the weight), and masks a weight gradient back to [kh, kw].
+inline at::Tensor masked_copy(const at::Tensor& src, const TapBox& t, int64_t kw, int64_t dst_h, int64_t dst_w,
+                              MaskType mt, int64_t groups, ColorLayout layout) {
+  const at::Tensor s = src.contiguous();
+  const int64_t c_out = s.size(0), c_in = s.size(1), sh = s.size(2), sw = s.size(3), p = kw / 2;
+  at::Tensor dst = at::empty({c_out, c_in, dst_h, dst_w}, s.options().memory_format(at::MemoryFormat::Contiguous));
+  const int64_t rows = std::min({sh, dst_h, t.n_rows}), cols = std::min({sw, dst_w, t.n_cols});
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "masked_copy", [&] {
+    const scalar_t* sp = s.const_data_ptr<scalar_t>();
+    scalar_t* dp = dst.mutable_data_ptr<scalar_t>();
+    for (int64_t co = 0; co < c_out; ++co) {
+      for (int64_t ci = 0; ci < c_in; ++ci) {
+        const scalar_t* a = sp + (co * c_in + ci) * sh * sw;
+        scalar_t* d = dp + (co * c_in + ci) * dst_h * dst_w;
+        for (int64_t e = 0; e < dst_h * dst_w; ++e) d[e] = scalar_t(0);
+        for (int64_t i = 0; i < rows; ++i) {
+          int64_t end = cols;
+          if (t.masked_centre && i == t.centre_row) {
+            end = std::min(cols, p);
+            if (p < cols && centre_kept(co, ci, c_out, c_in, mt, groups, layout)) d[i * dst_w + p] = a[i * sw + p];
+          }
+          for (int64_t j = 0; j < end; ++j) d[i * dst_w + j] = a[i * sw + j];
+        }
+      }
+    }
+  });
+  return dst;
 }
 
 }  // namespace spn

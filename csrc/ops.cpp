@@ -15,16 +15,19 @@ TORCH_LIBRARY(spn, m) {
   m.def("slice_context(Tensor x, int s, Tensor t, int bits) -> Tensor");
   // x[b, :, i::s, j::s] = values[b] with t[b] = i*s + j; in place
   m.def("slice_scatter_(Tensor(a!) x, Tensor values, int s, Tensor t) -> ()");
-  // PixelCNN masked convolution, stride 1, zero 'same' padding, odd square kernel
-  m.def("masked_conv2d(Tensor x, Tensor weight, Tensor? bias, str mask_type, int color_groups) -> Tensor");
+  // PixelCNN masked convolution, stride 1, zero 'same' padding; weight [C_out, C_in, kh, kw], kw odd, kh one of
+  // kw, 1, kw/2 + 1, kw/2 (rows of the centred kw x kw kernel); color_layout "blocked" or "interleaved"
+  m.def(
+      "masked_conv2d(Tensor x, Tensor weight, Tensor? bias, str mask_type, int color_groups, "
+      "str color_layout=\"blocked\") -> Tensor");
   // (grad_x, grad_weight, grad_bias); an entry whose output_mask is False is returned empty
   m.def(
       "masked_conv2d_backward(Tensor grad_out, Tensor x, Tensor weight, str mask_type, int color_groups, "
-      "bool[] output_mask) -> (Tensor, Tensor, Tensor)");
+      "bool[] output_mask, str color_layout=\"blocked\") -> (Tensor, Tensor, Tensor)");
   // Cached incremental step. cache: the layer's full input map [B, C_in, H, W]. If x_new is given it is
   // written first (A/B: [B, C_in] at (row, col); V: [B, C_in, W] as row `row`). Returns the output at
   // (row, col) [B, C_out] for A/B, or the whole row [B, C_out, W] for V.
   m.def(
       "masked_conv2d_step(Tensor(a!) cache, Tensor? x_new, Tensor weight, Tensor? bias, int row, int col, "
-      "str mask_type, int color_groups) -> Tensor");
+      "str mask_type, int color_groups, str color_layout=\"blocked\") -> Tensor");
 }

@@ -102,19 +102,53 @@ def as_t(t: int | torch.Tensor, x: torch.Tensor, hi: int, check_values: bool) ->
 
 
 # ---------------------------------------------------------------- masked convolution
-def check_conv_params(weight: torch.Tensor, bias: torch.Tensor | None, mask_type: str, color_groups: int) -> None:
-    k, k2 = weight.shape[2], weight.shape[3]
-    require(k == k2, lambda: f"weight must have a square kernel, got shape {_shape(weight)}")
-    require(k % 2 == 1, lambda: f"weight kernel size must be odd, got shape {_shape(weight)}")
+COLOR_LAYOUTS = ("blocked", "interleaved")
+
+
+def kernel_rows(kh: int, kw: int) -> tuple[int, int]:
+    """(r0, n): a (kh, kw) weight holds rows r0..r0+n-1 of the centred kw x kw kernel (masked_conv2d/ref.py).
+    Raises ValueError for a shape that is none of the allowed row sets."""
+    p = kw // 2
+    require(kw % 2 == 1, lambda: f"weight kernel width must be odd, got kernel (kh, kw)=({kh}, {kw})")
+    require(kh >= 1, lambda: f"weight kernel height must be >= 1, got kernel (kh, kw)=({kh}, {kw})")
+    if kh == kw:
+        return 0, kw
+    if kh == 1:
+        return p, 1
+    if kh in (p, p + 1):
+        return 0, kh
+    raise ValueError(
+        f"weight kernel height must be one of {kw} (all rows), 1 (centre row), {p + 1} (rows 0..{p}) or {p} "
+        f"(rows 0..{p - 1}) for kernel width {kw}, got kernel (kh, kw)=({kh}, {kw})"
+    )
+
+
+def check_conv_params(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    mask_type: str,
+    color_groups: int,
+    color_layout: str = "blocked",
+) -> None:
+    kh, kw = weight.shape[2], weight.shape[3]
+    require(kw % 2 == 1, lambda: f"weight kernel width must be odd, got shape {_shape(weight)}")
+    kernel_rows(kh, kw)
     require(mask_type in MASK_TYPES, lambda: f"mask_type must be one of 'A', 'B', 'V', got {mask_type!r}")
+    require(
+        color_layout in COLOR_LAYOUTS,
+        lambda: f"color_layout must be one of 'blocked', 'interleaved', got {color_layout!r}",
+    )
     require(color_groups >= 1, lambda: f"color_groups must be >= 1, got {color_groups}")
     require(
         mask_type != "V" or color_groups == 1,
         lambda: f"color_groups applies to the centre tap of masks 'A'/'B' only; mask 'V' needs 1, got {color_groups}",
     )
     require(
-        weight.shape[0] % color_groups == 0 and weight.shape[1] % color_groups == 0,
-        lambda: f"C_out and C_in must be divisible by color_groups={color_groups}, got weight {_shape(weight)}",
+        color_layout == "interleaved" or (weight.shape[0] % color_groups == 0 and weight.shape[1] % color_groups == 0),
+        lambda: (
+            f"C_out and C_in must be divisible by color_groups={color_groups} for color_layout='blocked' "
+            f"(color_layout='interleaved' allows unequal groups), got weight {_shape(weight)}"
+        ),
     )
     require(
         weight.dtype in FLOAT_DTYPES, lambda: f"weight must be float16/bfloat16/float32/float64, got {weight.dtype}"
@@ -128,11 +162,16 @@ def check_conv_params(weight: torch.Tensor, bias: torch.Tensor | None, mask_type
 
 
 def check_conv(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, mask_type: str, color_groups: int
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    mask_type: str,
+    color_groups: int,
+    color_layout: str = "blocked",
 ) -> None:
     check_rank(x, 4, "x", "[B, C_in, H, W]")
-    check_rank(weight, 4, "weight", "[C_out, C_in, k, k]")
-    check_conv_params(weight, bias, mask_type, color_groups)
+    check_rank(weight, 4, "weight", "[C_out, C_in, kh, kw]")
+    check_conv_params(weight, bias, mask_type, color_groups, color_layout)
     require(
         x.shape[1] == weight.shape[1],
         lambda: (
@@ -150,8 +189,9 @@ def check_conv_backward(
     mask_type: str,
     color_groups: int,
     output_mask: list[bool],
+    color_layout: str = "blocked",
 ) -> None:
-    check_conv(x, weight, None, mask_type, color_groups)
+    check_conv(x, weight, None, mask_type, color_groups, color_layout)
     require(len(output_mask) == 3, lambda: f"output_mask must have 3 entries, got {len(output_mask)}")
     want = (x.shape[0], weight.shape[0], x.shape[2], x.shape[3])
     require(
@@ -170,10 +210,11 @@ def check_step(
     col: int,
     mask_type: str,
     color_groups: int,
+    color_layout: str = "blocked",
 ) -> None:
     check_rank(cache, 4, "cache", "[B, C_in, H, W]")
-    check_rank(weight, 4, "weight", "[C_out, C_in, k, k]")
-    check_conv_params(weight, bias, mask_type, color_groups)
+    check_rank(weight, 4, "weight", "[C_out, C_in, kh, kw]")
+    check_conv_params(weight, bias, mask_type, color_groups, color_layout)
     check_same(cache, weight, "cache", "weight")
     B, C, H, W = cache.shape
     require(

@@ -51,11 +51,15 @@ def pow2(n: int, lo: int = 1, hi: int | None = None) -> int:
     return v if hi is None else min(v, hi)
 
 
-def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
-    """tl.dot input precision for tiles of ``dtype`` on ``device``: the convention of the reference the op is
-    compared with. On CUDA, F.conv2d (cuDNN) uses TF32 for fp32 when torch.backends.cudnn.allow_tf32 (the
-    default) is set, so the kernel does too; elsewhere (the interpreter on CPU) the reference is full fp32, and
-    so is the kernel. The launchers pass the result to their plan functions as ``precision``."""
-    if dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32:
+def dot_precision(dtype: torch.dtype, device: torch.device, tf32: bool) -> str:
+    """tl.dot input precision for tiles of ``dtype`` on ``device``: "tf32" only for fp32 tiles on CUDA when the
+    op allows it (``tf32``), else "ieee" (exact fp32; fp16/bf16/fp64 tiles ignore it). This is the one place a
+    Triton kernel's precision is decided; each op says why it passes its ``tf32``:
+    - masked_conv2d (forward and backward): torch.backends.cudnn.allow_tf32, what F.conv2d (cuDNN, the
+      reference on CUDA) uses, so the kernel is compared against the reference's own precision;
+    - masked_conv2d_step: False, always exact, like the CUDA C++ step kernel: a step is latency-bound (TF32
+      would save nothing), and the two step backends then agree to fp32 rounding.
+    Under the interpreter (CPU tensors) every reference is full fp32, and so is every kernel."""
+    if dtype == torch.float32 and device.type == "cuda" and tf32:
         return "tf32"
     return "ieee"

@@ -121,23 +121,39 @@ def views(x):
 
 # ---------------------------------------------------------------- masked convolution
 # (B, C_in, C_out, H, W, k, mask_type, color_groups)
+# (B, C_in, C_out, H, W, kernel, mask_type, color_groups, color_layout); kernel an int k (k x k) or (kh, kw)
 CONV_CASES = {
-    "b1-1to1-5x5-k3-A": (1, 1, 1, 5, 5, 3, "A", 1),
-    "b2-3to8-7x7-k3-B": (2, 3, 8, 7, 7, 3, "B", 1),
-    "b1-4to4-11x13-k5-V": (1, 4, 4, 11, 13, 5, "V", 1),
-    "b3-6to9-7x5-k5-A-g3": (3, 6, 9, 7, 5, 5, "A", 3),
-    "b2-6to6-9x9-k7-B-g3": (2, 6, 6, 9, 9, 7, "B", 3),
-    "b1-5to7-3x3-k7-B": (1, 5, 7, 3, 3, 7, "B", 1),
-    "b2-16to16-8x8-k1-B": (2, 16, 16, 8, 8, 1, "B", 1),
-    "b1-2to2-1x1-k3-V": (1, 2, 2, 1, 1, 3, "V", 1),
+    "b1-1to1-5x5-k3-A": (1, 1, 1, 5, 5, 3, "A", 1, "blocked"),
+    "b2-3to8-7x7-k3-B": (2, 3, 8, 7, 7, 3, "B", 1, "blocked"),
+    "b1-4to4-11x13-k5-V": (1, 4, 4, 11, 13, 5, "V", 1, "blocked"),
+    "b3-6to9-7x5-k5-A-g3": (3, 6, 9, 7, 5, 5, "A", 3, "blocked"),
+    "b2-6to6-9x9-k7-B-g3": (2, 6, 6, 9, 9, 7, "B", 3, "blocked"),
+    "b1-5to7-3x3-k7-B": (1, 5, 7, 3, 3, 7, "B", 1, "blocked"),
+    "b2-16to16-8x8-k1-B": (2, 16, 16, 8, 8, 1, "B", 1, "blocked"),
+    "b2-4to6-5x5-k1-A": (2, 4, 6, 5, 5, 1, "A", 1, "blocked"),  # no kept tap: the bias alone
+    "b1-3to6-4x5-k1-A-g3": (1, 3, 6, 4, 5, 1, "A", 3, "blocked"),  # the centre tap alone, RGB
+    "b1-2to2-1x1-k3-V": (1, 2, 2, 1, 1, 3, "V", 1, "blocked"),
+    # gated PixelCNN shapes: horizontal (1, k) rows, vertical (k//2 + 1, k) and (k//2, k) stacks
+    "b2-4to6-6x7-1x3-A": (2, 4, 6, 6, 7, (1, 3), "A", 1, "blocked"),
+    "b1-3to6-5x5-1x5-B-g3": (1, 3, 6, 5, 5, (1, 5), "B", 3, "blocked"),
+    "b1-3to5-4x9-1x7-A": (1, 3, 5, 4, 9, (1, 7), "A", 1, "blocked"),
+    "b2-4to4-3x7-1x5-V": (2, 4, 4, 3, 7, (1, 5), "V", 1, "blocked"),
+    "b3-4to5-7x5-3x5-V": (3, 4, 5, 7, 5, (3, 5), "V", 1, "blocked"),
+    "b2-3to4-5x6-2x3-V": (2, 3, 4, 5, 6, (2, 3), "V", 1, "blocked"),
+    "b2-4to4-6x6-2x5-B": (2, 4, 4, 6, 6, (2, 5), "B", 1, "blocked"),
+    # interleaved colour groups (channel c in group c % 3), unequal: 10 = 4/3/3, 7 = 3/2/2
+    "b2-10to7-5x6-1x5-A-g3i": (2, 10, 7, 5, 6, (1, 5), "A", 3, "interleaved"),
+    "b1-3to9-7x7-k3-B-g3i": (1, 3, 9, 7, 7, 3, "B", 3, "interleaved"),
+    "b1-10to10-5x4-3x5-A-g3i": (1, 10, 10, 5, 4, (3, 5), "A", 3, "interleaved"),
 }
 
 
 def make_conv(case, dtype, bias=True):
     """x, weight, bias for a CONV_CASES entry."""
-    B, ci, co, H, W, k, _, _ = case
+    B, ci, co, H, W, k, *_ = case
+    kh, kw = (k, k) if isinstance(k, int) else k
     x = torch.randn(B, ci, H, W, dtype=dtype)
-    w = torch.randn(co, ci, k, k, dtype=dtype) / (ci * k)
+    w = torch.randn(co, ci, kh, kw, dtype=dtype) / (ci * kw)
     b = torch.randn(co, dtype=dtype) if bias else None
     return x, w, b
 

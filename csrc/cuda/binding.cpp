@@ -17,6 +17,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 
@@ -158,14 +159,17 @@ void slice_scatter_cuda_(at::Tensor& x, const at::Tensor& values, int64_t s, con
 
 at::Tensor masked_conv2d_step_cuda(at::Tensor& cache, const std::optional<at::Tensor>& x_new,
                                    const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t row,
-                                   int64_t col, c10::string_view mask_type, int64_t color_groups) {
+                                   int64_t col, c10::string_view mask_type, int64_t color_groups,
+                                   c10::string_view color_layout) {
   const char* op = "masked_conv2d_step";
   check_cuda(cache, "cache", op);
   const MaskType mt = parse_mask_type(mask_type, op);
-  check_step(cache, x_new, weight, bias, row, col, mt, color_groups, op);
+  const ColorLayout cl = parse_color_layout(color_layout, op);
+  check_step(cache, x_new, weight, bias, row, col, mt, color_groups, cl, op);
   const int64_t B = cache.size(0), C_in = cache.size(1), H = cache.size(2), W = cache.size(3);
-  const int64_t C_out = weight.size(0), k = weight.size(2);
-  TORCH_CHECK_VALUE(C_in * k * k < (int64_t{1} << 31) && C_out < (int64_t{1} << 31), op,
+  const int64_t C_out = weight.size(0), kh = weight.size(2), k = weight.size(3);
+  const KernelRows kr = kernel_rows(kh, k, op);
+  TORCH_CHECK_VALUE(C_in * kh * k < (int64_t{1} << 31) && C_out < (int64_t{1} << 31), op,
                     ": weight is too large for the step kernel, got shape ", weight.sizes());
   DType dtype;
   switch (cache.scalar_type()) {
@@ -206,6 +210,9 @@ at::Tensor masked_conv2d_step_cuda(at::Tensor& cache, const std::optional<at::Te
   p.row = row;
   p.col = col;
   p.color_groups = color_groups;
+  p.n_rows = std::min<int64_t>(kr.n, k / 2 - kr.r0 + 1);  // rows below the centre row are always masked
+  p.dy0 = kr.r0 - k / 2;
+  p.interleaved = cl == ColorLayout::Interleaved;
   strides_of(cache, p.cache_stride);
   if (x_new.has_value()) {
     p.x_new_stride[0] = x_new->stride(0);

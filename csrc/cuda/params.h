@@ -58,10 +58,13 @@ struct ScatterParams {
 struct StepParams {
   void* cache;          // [B, C_in, H, W]; x_new is written into it
   const void* x_new;    // nullptr, or A/B: [B, C_in]; V: [B, C_in, W]
-  const void* weight;   // [C_out, C_in, k, k]
+  const void* weight;   // [C_out, C_in, kh, k]: rows of the centred k x k kernel
   const void* bias;     // nullptr or [C_out]
   void* out;            // A/B: [B, C_out]; V: [B, C_out, W]
   int64_t B, C_in, C_out, H, W, k, row, col, color_groups;
+  int64_t n_rows;        // weight rows that can hold kept taps (those through the square's centre row)
+  int64_t dy0;           // image row offset of weight row 0 (r0 - k/2)
+  bool interleaved;      // colour group of channel c: c % color_groups (else c / (C / color_groups))
   int64_t cache_stride[4];
   int64_t x_new_stride[3];   // b, c, x (x unused for A/B)
   int64_t weight_stride[4];

@@ -1,10 +1,11 @@
 // CPU kernels of masked_conv2d and masked_conv2d_backward. The spec is spn_kernels/ops/masked_conv2d/ref.py.
 //
-// Every tap below the centre row is masked for all three masks, so the convolution is computed with only
-// rows 0..p (p = k/2) of the kernel, over the input padded by p zero rows on top, none below and p zero
-// columns on each side (the down-shifted convolution of PixelCNN++). That drops (p / k) of the taps with no waste of its own and
-// leaves the work to oneDNN's convolution (at::conv2d / at::convolution_backward), which runs at ~430 GFLOP/s
-// on 2 AVX-512 cores for these shapes.
+// The kept taps of every mask and kernel shape form a box of the weight (masks.h: TapBox): its rows through the
+// centre row, and, for a lone centre row, its columns up to the centre (or just left of it). The convolution is
+// computed with that box only, over the input padded by the box's offsets (the down-shifted convolution of
+// PixelCNN++; for a centre row also right-shifted), leaving the work to oneDNN's convolution (at::conv2d /
+// at::convolution_backward). No multiply-add of a masked tap is done, except for the masked centre-row taps of
+// a multi-row box.
 //
 // Why not gather only the unmasked taps and call at::mm (the remaining centre-row waste: mask A uses 4 of
 // the 6 taps at k = 3, 12 of 15 at k = 5, 24 of 28 at k = 7)? Measured on a 2-core AMD EPYC (AVX-512,
@@ -12,20 +13,26 @@
 // rate, so the exact-tap GEMM loses before the im2col copy is paid (k = 3, mask A: 4-tap GEMM alone
 // 12.6 ms vs the 6-tap top-rows convolution 7.4 ms). Splitting the centre row into a second convolution
 // (p rows x k, plus 1 x p) was slower as well (oneDNN handles the thin kernels poorly: 20.6 ms vs 7.4 ms
-// at k = 3). A hand-written AVX-512 direct loop would have to beat oneDNN's JIT kernels; see
-// benchmarks/RESULTS.md for the table this choice rests on.
+// at k = 3).
 //
-// Backward, with w_top = (weight * mask)[:, :, :p+1]:
-//   grad_x: the adjoint of a down-shifted convolution is an up-shifted one: the convolution of grad_out
-//           padded by p zero rows *below* (and p columns each side), with w_top transposed (in <-> out)
-//           and flipped in both axes.
-//           One forward convolution, written straight into a fresh contiguous tensor (no crop copy).
-//   grad_w: oneDNN's weight gradient of the top-rows convolution, then the masked taps of its centre
-//           row zeroed and rows p+1..k-1 padded with zeros.
+// Few channels are the exception: there the padded copies and oneDNN's slower non-square kernels cost more than
+// the taps the box saves, and the masked box embedded in a centred kernel (oneDNN's own zero padding, no copy)
+// is faster; see choose_dense.
+//
+// Backward of the box convolution:
+//   grad_x: the adjoint of a shifted convolution is the opposite shift: the convolution of grad_out padded
+//           the other way round, with the box transposed (in <-> out) and flipped in both axes, written
+//           straight into a fresh contiguous tensor (no crop copy).
+//   grad_w: oneDNN's weight gradient of the box convolution, its masked taps zeroed and padded with zeros
+//           to [kh, kw].
 //   grad_b: grad_out summed over (B, H, W).
+// The dense path gets grad_x and grad_w from one at::convolution_backward, as F.conv2d's autograd does.
 #include <ATen/ATen.h>
+#include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <string>
 #include <string_view>
 #include <tuple>
 
@@ -35,12 +42,11 @@
 namespace spn {
 namespace {
 
-// [B, C, H, W] -> [B, C, H + top + bottom, W + 2 * side], zero padded; t itself when nothing is added.
-// The width padding is done here too, not by the convolution: oneDNN ran the padded-input, zero-padding
-// convolution ~15% faster at k = 3 (17.4 vs 20.9 ms forward, B=16, C=128, 32x32, one thread).
-at::Tensor pad_zero(const at::Tensor& t, int64_t top, int64_t bottom, int64_t side) {
-  if (top == 0 && bottom == 0 && side == 0) return t;
-  return at::constant_pad_nd(t, {side, side, top, bottom}, 0);
+// [B, C, H, W] -> [B, C, H + top + bottom, W + left + right], zero padded (negative amounts crop); t itself when
+// nothing changes.
+at::Tensor pad_zero(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  if (top == 0 && bottom == 0 && left == 0 && right == 0) return t;
+  return at::constant_pad_nd(t, {left, right, top, bottom}, 0);
 }
 
 // stride / dilation (1, 1) and padding / output_padding (0, 0), as arrays that outlive every call
@@ -49,57 +55,178 @@ constexpr int64_t kZeroArr[2] = {0, 0};
 const at::IntArrayRef kOnes(kOneArr);
 const at::IntArrayRef kZeros(kZeroArr);
 
-// x [B, C_in, H, W], weight [C_out, C_in, k, k], bias [C_out]? -> [B, C_out, H, W]
-at::Tensor masked_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                             std::string_view mask_type, int64_t color_groups) {
-  const char* op = "masked_conv2d";
-  const MaskType mt = parse_mask_type(mask_type, op);
-  check_conv_params(weight, bias, mt, color_groups, op);
-  check_conv_input(x, weight, op);
-  const int64_t p = weight.size(2) / 2;
-  at::Tensor w_top = masked_top_weight(weight, mt, color_groups);  // [C_out, C_in, p+1, k]
-  const at::Tensor xp = pad_zero(x.contiguous(), p, 0, p);  // [B, C_in, H + p, W + 2p]
-  at::Tensor out = at::conv2d(xp, w_top, bias, kOnes, kZeros);
-  return out.contiguous();
+// How one call runs: the kept taps (TapBox) and which of the two convolutions computes them.
+//   box:   the weight cut to its TapBox, over the input padded (or cropped) so that the box's taps land on the
+//          right pixels: no masked multiply-adds beyond the centre row's, one padded copy of the input.
+//   dense: the masked box embedded in the smallest kernel centred on the output pixel, with oneDNN's own zero
+//          padding: no copies, but the embedding's zero taps are multiplied (up to 2x at k x k).
+// dense wins where the copies cost more than the extra taps (few channels); see choose_dense.
+struct Plan {
+  TapBox t;
+  int64_t top, bottom, left, right;  // box: the input padding
+  int64_t mh, mw;                    // dense: the centred kernel is (2 mh + 1) x (2 mw + 1), padding (mh, mw)
+  bool dense;
+};
+
+// Measured on the presets' shapes (benchmarks/bench_masked_conv2d.py, benchmarks/RESULTS.md; one core, 2026-12):
+// - square and vertical-stack kernels with few channels (C_in * C_out < 4096, e.g. the CPU presets' 32 -> 64):
+//   the dense kernel wins (8 x 8, 32 -> 64, k = 5: dense 4.6 ms vs box 8.8 ms per forward+backward: oneDNN runs
+//   the 3 x 5 box far below its 5 x 5 rate); with many channels the box's third fewer taps win (256 -> 512,
+//   16 x 16, k = 3: box 114 ms vs dense 154 ms);
+// - a lone centre row cut left of the centre ((1, k) "A" without colour groups: k // 2 of k taps) runs the box
+//   from k = 5 on ((1, 7) "A", 16 x 32 x 28 x 28: box 5.6 ms vs dense 7.5 ms). Cut after the centre ("B",
+//   k // 2 + 1 taps) the box does not pay ((1, 7) "B": box 4.8 ms vs dense 4.7 ms; the k // 2 box plus a 1 x 1
+//   centre convolution: 7.0 ms), nor at k = 3 (the 1 x 1 box of "A": 5.3 ms vs dense 3.3 ms; a shifted at::matmul
+//   instead: 3.9 ms).
+bool choose_dense(const at::Tensor& weight, const TapBox& t) {
+  if (t.n_rows == 1) return weight.size(3) < 5 || 2 * t.n_cols > weight.size(3);
+  return weight.size(0) * weight.size(1) < 4096;
 }
 
-// grad_out [B, C_out, H, W], x [B, C_in, H, W], weight [C_out, C_in, k, k]
-//   -> (grad_x [B, C_in, H, W], grad_weight [C_out, C_in, k, k], grad_bias [C_out]); empty where not asked.
+Plan make_plan(const at::Tensor& x, const at::Tensor& weight, MaskType mt, int64_t groups, const char* op) {
+  Plan pl{};
+  const int64_t kw = weight.size(3), p = kw / 2;
+  pl.t = tap_box(weight.size(2), kw, mt, groups, op);
+  pl.top = -pl.t.dy0;
+  pl.bottom = pl.t.dy0 + pl.t.n_rows - 1;
+  pl.left = p;
+  pl.right = pl.t.n_cols - 1 - p;
+  pl.mh = std::max<int64_t>(pl.top, pl.t.dy0 + pl.t.n_rows - 1);
+  pl.mw = std::max<int64_t>(p, pl.t.n_cols - 1 - p);
+  pl.dense = choose_dense(weight, pl.t);
+  return pl;
+}
+
+// x [B, C_in, H, W], weight [C_out, C_in, kh, kw], bias [C_out]? -> [B, C_out, H, W]
+at::Tensor masked_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                             std::string_view mask_type, int64_t color_groups, std::string_view color_layout) {
+  const char* op = "masked_conv2d";
+  const MaskType mt = parse_mask_type(mask_type, op);
+  const ColorLayout cl = parse_color_layout(color_layout, op);
+  check_conv_params(weight, bias, mt, color_groups, cl, op);
+  check_conv_input(x, weight, op);
+  const Plan pl = make_plan(x, weight, mt, color_groups, op);
+  if (pl.t.n_rows * pl.t.n_cols == 0) {  // no tap is kept (k = 1, mask "A"): the bias alone
+    at::Tensor out = at::zeros({x.size(0), weight.size(0), x.size(2), x.size(3)}, x.options());
+    if (bias.has_value()) out.add_(bias->view({1, -1, 1, 1}));
+    return out;
+  }
+  const int64_t kw = weight.size(3);
+  if (pl.dense) {
+    const int64_t pad[2] = {pl.mh, pl.mw};
+    const at::Tensor wd = masked_copy(weight, pl.t, kw, 2 * pl.mh + 1, kw, mt, color_groups, cl);
+    return at::conv2d(x, wd, bias, kOnes, at::IntArrayRef(pad)).contiguous();
+  }
+  const at::Tensor box = masked_copy(weight, pl.t, kw, pl.t.n_rows, pl.t.n_cols, mt, color_groups, cl);
+  const at::Tensor xp = pad_zero(x.contiguous(), pl.top, pl.bottom, pl.left, pl.right);
+  return at::conv2d(xp, box, bias, kOnes, kZeros).contiguous();
+}
+
+// grad_out [B, C_out, H, W], x [B, C_in, H, W], weight [C_out, C_in, kh, kw]
+//   -> (grad_x [B, C_in, H, W], grad_weight [C_out, C_in, kh, kw], grad_bias [C_out]); empty where not asked.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const at::Tensor& grad_out,
                                                                           const at::Tensor& x,
                                                                           const at::Tensor& weight,
                                                                           std::string_view mask_type,
                                                                           int64_t color_groups,
-                                                                          c10::List<bool> output_mask) {
+                                                                          c10::List<bool> output_mask,
+                                                                          std::string_view color_layout) {
   const char* op = "masked_conv2d_backward";
   const MaskType mt = parse_mask_type(mask_type, op);
-  check_conv_params(weight, std::nullopt, mt, color_groups, op);
+  const ColorLayout cl = parse_color_layout(color_layout, op);
+  check_conv_params(weight, std::nullopt, mt, color_groups, cl, op);
   check_conv_input(x, weight, op);
   check_conv_backward(grad_out, x, weight, output_mask.size(), op);
-  const int64_t p = weight.size(2) / 2;
+  const Plan pl = make_plan(x, weight, mt, color_groups, op);
   const at::Tensor gy = grad_out.contiguous();
   at::Tensor gx, gw, gb;
   at::Tensor empty = at::empty({0}, grad_out.options());
-  if (output_mask[0] || output_mask[1]) {
-    at::Tensor w_top = masked_top_weight(weight, mt, color_groups);  // [C_out, C_in, p+1, k]
-    if (output_mask[0]) {
-      // [C_in, C_out, p+1, k]: transposed and flipped, for the up-shifted adjoint convolution
-      at::Tensor w_adj = w_top.flip({2, 3}).transpose(0, 1).contiguous();
-      const at::Tensor gyp = pad_zero(gy, 0, p, p);  // [B, C_out, H + p, W + 2p], zero rows below
-      gx = at::conv2d(gyp, w_adj, std::nullopt, kOnes, kZeros).contiguous();
-    }
-    if (output_mask[1]) {
-      const at::Tensor xp = pad_zero(x.contiguous(), p, 0, p);  // [B, C_in, H + p, W + 2p]
-      at::Tensor gw_top = std::get<1>(at::convolution_backward(gy, xp, w_top, std::nullopt, kOnes, kZeros, kOnes,
-                                                               /*transposed=*/false, kZeros, /*groups=*/1,
-                                                               {false, true, false}));
-      gw_top = gw_top.contiguous();
-      zero_masked_top(gw_top, mt, color_groups);
-      gw = pad_zero(gw_top, 0, p, 0);  // rows p+1..k-1 are masked: zero gradient
+  const bool need_x = output_mask[0], need_w = output_mask[1];
+  if ((need_x || need_w) && pl.t.n_rows * pl.t.n_cols == 0) {
+    if (need_x) gx = at::zeros_like(x, at::MemoryFormat::Contiguous);
+    if (need_w) gw = at::zeros_like(weight, at::MemoryFormat::Contiguous);
+  } else if (need_x || need_w) {
+    const int64_t kh = weight.size(2), kw = weight.size(3);
+    if (pl.dense) {
+      // one oneDNN call for all gradients, as autograd's F.conv2d backward makes
+      const at::Tensor wd = masked_copy(weight, pl.t, kw, 2 * pl.mh + 1, kw, mt, color_groups, cl);
+      const int64_t pad[2] = {pl.mh, pl.mw};
+      const int64_t bias_size[1] = {weight.size(0)};
+      const bool need_b = output_mask[2];
+      auto grads = at::convolution_backward(gy, x.contiguous(), wd, at::OptionalIntArrayRef(at::IntArrayRef(bias_size)),
+                                            kOnes, at::IntArrayRef(pad), kOnes, /*transposed=*/false, kZeros,
+                                            /*groups=*/1, {need_x, need_w, need_b});
+      if (need_x) gx = std::get<0>(grads).contiguous();
+      if (need_b) gb = std::get<2>(grads);
+      // the dense kernel's rows start at the weight's row 0: mask it back to [kh, kw]
+      if (need_w) gw = masked_copy(std::get<1>(grads), pl.t, kw, kh, kw, mt, color_groups, cl);
+    } else {
+      const at::Tensor box = masked_copy(weight, pl.t, kw, pl.t.n_rows, pl.t.n_cols, mt, color_groups, cl);
+      if (need_x) {
+        // The adjoint of the box convolution: grad_out padded the other way round (top <-> bottom,
+        // left <-> right) and convolved with the box transposed (in <-> out) and flipped in both axes.
+        const at::Tensor w_adj = box.flip({2, 3}).transpose(0, 1).contiguous();
+        const at::Tensor gyp = pad_zero(gy, pl.bottom, pl.top, pl.right, pl.left);
+        gx = at::conv2d(gyp, w_adj, std::nullopt, kOnes, kZeros).contiguous();
+      }
+      if (need_w) {
+        const at::Tensor xp = pad_zero(x.contiguous(), pl.top, pl.bottom, pl.left, pl.right);
+        const at::Tensor gw_box = std::get<1>(at::convolution_backward(gy, xp, box, std::nullopt, kOnes, kZeros,
+                                                                       kOnes, /*transposed=*/false, kZeros,
+                                                                       /*groups=*/1, {false, true, false}));
+        gw = masked_copy(gw_box, pl.t, kw, kh, kw, mt, color_groups, cl);  // zero outside the kept taps
+      }
     }
   }
-  if (output_mask[2]) gb = gy.sum({0, 2, 3});
-  return {output_mask[0] ? gx : empty, output_mask[1] ? gw : empty.clone(), output_mask[2] ? gb : empty.clone()};
+  if (output_mask[2] && !gb.defined()) gb = gy.sum({0, 2, 3});
+  return {need_x ? gx : empty, need_w ? gw : empty.clone(), output_mask[2] ? gb : empty.clone()};
+}
+
+// Autograd of torch.ops.spn.masked_conv2d, in C++: the Python register_autograd path costs more than the
+// whole convolution at the small shapes of the CPU presets. Saves x and weight; the backward is the
+// masked_conv2d_backward op (so any backend's kernel serves it), grad_bias asked for only when there is a bias.
+class MaskedConv2dFunction : public torch::autograd::Function<MaskedConv2dFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, c10::string_view mask_type, int64_t color_groups,
+                            c10::string_view color_layout) {
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["mask_type"] = std::string(mask_type);
+    ctx->saved_data["color_groups"] = color_groups;
+    ctx->saved_data["color_layout"] = std::string(color_layout);
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("spn::masked_conv2d", "")
+                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                           c10::string_view, int64_t, c10::string_view)>();
+    return op.call(x, weight, bias, mask_type, color_groups, color_layout);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const std::string mask_type = ctx->saved_data["mask_type"].toStringRef();
+    const std::string color_layout = ctx->saved_data["color_layout"].toStringRef();
+    const int64_t color_groups = ctx->saved_data["color_groups"].toInt();
+    c10::List<bool> need({ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                          has_bias && ctx->needs_input_grad(2)});
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("spn::masked_conv2d_backward", "")
+                         .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+                             const at::Tensor&, const at::Tensor&, const at::Tensor&, c10::string_view, int64_t,
+                             c10::List<bool>, c10::string_view)>();
+    auto [gx, gw, gb] =
+        op.call(grads[0].contiguous(), saved[0], saved[1], mask_type, color_groups, need, color_layout);
+    const at::Tensor none;
+    return {need[0] ? gx : none, need[1] ? gw : none, need[2] ? gb : none, none, none, none};
+  }
+};
+
+at::Tensor masked_conv2d_autograd(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                                  c10::string_view mask_type, int64_t color_groups, c10::string_view color_layout) {
+  return MaskedConv2dFunction::apply(x, weight, bias, mask_type, color_groups, color_layout);
 }
 
 }  // namespace
@@ -109,3 +236,5 @@ TORCH_LIBRARY_IMPL(spn, CPU, m) {
   m.impl("masked_conv2d", &spn::masked_conv2d_cpu);
   m.impl("masked_conv2d_backward", &spn::masked_conv2d_backward_cpu);
 }
+
+TORCH_LIBRARY_IMPL(spn, Autograd, m) { m.impl("masked_conv2d", &spn::masked_conv2d_autograd); }

@@ -3,16 +3,17 @@
 // reads only the window its mask can see and never touches the rest of the image.
 //
 // Masks "A"/"B" (output at one position for the whole batch):
-//   1. list the unmasked taps of rows 0..p that fall inside the image (edges clip the list, so no zero
-//      padding is ever multiplied), the centre tap apart because color groups mask it per (co, ci);
+//   1. list the unmasked taps of the weight's box (masks.h: TapBox; rows through the centre row) that fall
+//      inside the image (edges clip the list, so no zero padding is ever multiplied), the centre tap apart
+//      because colour groups mask it per (co, ci) (its masked weights are copied once per step);
 //   2. gather those taps of the cache into a small panel [C_in, T, B] (<= 100 KB at C=128, k=5, B=16);
 //   3. for blocks of 4 output channels (parallel) and 16 batch entries, accumulate w[co, ci, tap] *
 //      panel[ci, tap, :] in registers (4 independent FMA chains, each panel vector reused 4 times); the
 //      weight is read once, in its own layout. The product is GEMV-shaped (B is small when sampling):
 //      packing the weight for a GEMM would alone copy C_out*C_in*T elements per step, and at::mm on the
 //      unpacked [C_out, C_in*k*k] weight would multiply the ~half of the taps that are masked.
-// Mask "V" (a whole output row): a 1-row convolution of the p+1 cached rows above and at `row` with rows
-//   0..p of the weight (the V mask keeps exactly those, so no masking is needed), through at::conv2d.
+// Mask "V" (a whole output row): a 1-row convolution of the cached rows the box sees with the box's rows of
+//   the weight (the V mask keeps every tap of them, so no masking is needed), through at::conv2d.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -60,13 +61,10 @@ inline __attribute__((always_inline)) V load_vec(const T* p) {
 template <typename T, typename V, int NCO>
 inline __attribute__((always_inline)) void dot_block(const T* __restrict__ w, const T* __restrict__ panel,
                                                      const Tap* taps, int64_t n_taps, int64_t c_in, int64_t kk,
-                                                     int64_t centre, const int64_t* lim, int64_t Bp,
-                                                     T* __restrict__ acc_out) {
+                                                     const T* __restrict__ wc, int64_t Bp, T* __restrict__ acc_out) {
   V acc[NCO];
   for (int o = 0; o < NCO; ++o) acc[o] = V{} * T(0);
   const int64_t TB = (n_taps + 1) * Bp;
-  int64_t lim_max = 0;
-  for (int o = 0; o < NCO; ++o) lim_max = std::max(lim_max, lim[o]);
   // Blocked summation: each block of kCiBlock input channels is summed into fresh registers, then added to
   // the total. One long chain over C_in * taps terms (~1500 at C=128, k=5) had 3-4x the rounding error of
   // the reference convolution in float32; blocks bring it to the reference's level at the cost of NCO
@@ -84,9 +82,9 @@ inline __attribute__((always_inline)) void dot_block(const T* __restrict__ w, co
         const int64_t off = taps[t].w_off;
         for (int o = 0; o < NCO; ++o) part[o] += wk[o * c_in * kk + off] * pv;
       }
-      if (ci < lim_max) {  // the centre tap, kept per (co, ci) by the color groups
+      if (wc != nullptr) {  // the centre tap, its weights masked per (co, ci) by the colour groups
         const V pv = load_vec<V>(pc + n_taps * Bp);
-        for (int o = 0; o < NCO; ++o) part[o] += (ci < lim[o] ? wk[o * c_in * kk + centre] : T(0)) * pv;
+        for (int o = 0; o < NCO; ++o) part[o] += wc[o * c_in + ci] * pv;
       }
     }
     for (int o = 0; o < NCO; ++o) acc[o] += part[o];
@@ -97,21 +95,21 @@ inline __attribute__((always_inline)) void dot_block(const T* __restrict__ w, co
 // acc [co1 - co0, Bp] = sum over ci, taps of w[co, ci, tap] * panel[ci, tap, :] for co in [co0, co1).
 template <typename T, typename V>
 inline __attribute__((always_inline)) void dot_range(const T* w, const T* panel, const Tap* taps, int64_t n_taps,
-                                                     int64_t c_in, int64_t kk, int64_t centre, const int64_t* lim,
-                                                     int64_t Bp, int64_t co0, int64_t co1, T* acc) {
+                                                     int64_t c_in, int64_t kk, const T* wc, int64_t Bp, int64_t co0,
+                                                     int64_t co1, T* acc) {
   constexpr int NCO = 4;
   constexpr int64_t L = sizeof(V) / sizeof(T);
   int64_t co = co0;
   for (; co + NCO <= co1; co += NCO) {
     for (int64_t bb = 0; bb < Bp; bb += L) {
-      dot_block<T, V, NCO>(w + co * c_in * kk, panel + bb, taps, n_taps, c_in, kk, centre, lim + co, Bp,
-                           acc + (co - co0) * Bp + bb);
+      dot_block<T, V, NCO>(w + co * c_in * kk, panel + bb, taps, n_taps, c_in, kk, wc ? wc + co * c_in : nullptr,
+                           Bp, acc + (co - co0) * Bp + bb);
     }
   }
   for (; co < co1; ++co) {
     for (int64_t bb = 0; bb < Bp; bb += L) {
-      dot_block<T, V, 1>(w + co * c_in * kk, panel + bb, taps, n_taps, c_in, kk, centre, lim + co, Bp,
-                         acc + (co - co0) * Bp + bb);
+      dot_block<T, V, 1>(w + co * c_in * kk, panel + bb, taps, n_taps, c_in, kk, wc ? wc + co * c_in : nullptr,
+                         Bp, acc + (co - co0) * Bp + bb);
     }
   }
 }
@@ -119,43 +117,40 @@ inline __attribute__((always_inline)) void dot_range(const T* w, const T* panel,
 constexpr int kLf = sizeof(vf32) / sizeof(float), kLd = sizeof(vf64) / sizeof(double);
 
 SPN_CLONES void dot_range_f32(const float* w, const float* panel, const Tap* taps, int64_t n_taps, int64_t c_in,
-                              int64_t kk, int64_t centre, const int64_t* lim, int64_t Bp, int64_t co0, int64_t co1,
-                              float* acc) {
-  dot_range<float, vf32>(w, panel, taps, n_taps, c_in, kk, centre, lim, Bp, co0, co1, acc);
+                              int64_t kk, const float* wc, int64_t Bp, int64_t co0, int64_t co1, float* acc) {
+  dot_range<float, vf32>(w, panel, taps, n_taps, c_in, kk, wc, Bp, co0, co1, acc);
 }
 
 SPN_CLONES void dot_range_f64(const double* w, const double* panel, const Tap* taps, int64_t n_taps, int64_t c_in,
-                              int64_t kk, int64_t centre, const int64_t* lim, int64_t Bp, int64_t co0, int64_t co1,
-                              double* acc) {
-  dot_range<double, vf64>(w, panel, taps, n_taps, c_in, kk, centre, lim, Bp, co0, co1, acc);
+                              int64_t kk, const double* wc, int64_t Bp, int64_t co0, int64_t co1, double* acc) {
+  dot_range<double, vf64>(w, panel, taps, n_taps, c_in, kk, wc, Bp, co0, co1, acc);
 }
 
 // [B, C_out] = bias + the masked taps of the window at (row, col). Half-precision weights are widened to
 // float32 once per call (a copy of C_out*C_in*k*k elements), float32/float64 are read in place.
 template <typename scalar_t>
 void step_ab(const at::Tensor& cache, const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t row,
-             int64_t col, MaskType mt, int64_t color_groups, at::Tensor& out) {
+             int64_t col, MaskType mt, int64_t color_groups, ColorLayout layout, const TapBox& box, at::Tensor& out) {
   using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
   constexpr int64_t L = std::is_same_v<acc_t, double> ? kLd : kLf;
   const int64_t B = cache.size(0), C_in = cache.size(1), W = cache.size(3);
-  const int64_t C_out = weight.size(0), k = weight.size(2), p = k / 2;
+  const int64_t C_out = weight.size(0), kw = weight.size(3), kk = weight.size(2) * kw, p = kw / 2;
   const int64_t cs0 = cache.stride(0), cs1 = cache.stride(1), cs2 = cache.stride(2), cs3 = cache.stride(3);
 
-  // rows row-p .. row (inside the image), all columns inside the image, centre row left of centre only
+  // the box's rows (inside the image), all columns inside the image; in the centre row of "A"/"B" only the
+  // columns left of the centre, the centre tap apart (its weights are masked per channel pair)
   std::vector<Tap> taps;
-  for (int64_t dy = 0; dy <= p; ++dy) {
-    const int64_t r = row + dy - p;
+  for (int64_t i = 0; i < box.n_rows; ++i) {
+    const int64_t r = row + box.dy0 + i;
     if (r < 0) continue;
-    const int64_t dx_end = dy == p ? p : k;
+    const int64_t dx_end = (box.masked_centre && i == box.centre_row) ? std::min(p, box.n_cols) : box.n_cols;
     for (int64_t dx = 0; dx < dx_end; ++dx) {
       const int64_t c = col + dx - p;
       if (c < 0 || c >= W) continue;
-      taps.push_back({dy * k + dx, r * cs2 + c * cs3});
+      taps.push_back({i * kw + dx, r * cs2 + c * cs3});
     }
   }
   const int64_t T = static_cast<int64_t>(taps.size());
-  std::vector<int64_t> lim(C_out);
-  for (int64_t co = 0; co < C_out; ++co) lim[co] = centre_limit(co, C_out, C_in, mt, color_groups);
 
   // panel [C_in, T + 1, Bp]: the taps, then the centre pixel; the batch padded with zeros to whole blocks
   const int64_t Bp = (B + L - 1) / L * L;
@@ -173,7 +168,20 @@ void step_ab(const at::Tensor& cache, const at::Tensor& weight, const std::optio
 
   constexpr auto acc_type = c10::CppTypeToScalarType<acc_t>::value;
   const at::Tensor w = weight.to(acc_type).contiguous();  // no copy for float32/float64
-  const acc_t* wp = w.const_data_ptr<acc_t>();             // [C_out, C_in, k, k]
+  const acc_t* wp = w.const_data_ptr<acc_t>();             // [C_out, C_in, kh, kw]
+  // the centre tap's weights [C_out, C_in], masked (a 1/(kh*kw) copy of the weight); none when no pair keeps it
+  std::vector<acc_t> wc;
+  if (box.masked_centre && !(mt == MaskType::A && color_groups == 1)) {
+    wc.resize(C_out * C_in);
+    const int64_t off = box.centre_row * kw + p;
+    for (int64_t co = 0; co < C_out; ++co) {
+      for (int64_t ci = 0; ci < C_in; ++ci) {
+        const bool keep = centre_kept(co, ci, C_out, C_in, mt, color_groups, layout);
+        wc[co * C_in + ci] = keep ? wp[(co * C_in + ci) * kk + off] : acc_t(0);
+      }
+    }
+  }
+  const acc_t* wcp = wc.empty() ? nullptr : wc.data();
   const at::Tensor b_acc = bias.has_value() ? bias->to(acc_type).contiguous() : at::Tensor();
   const acc_t* bp = bias.has_value() ? b_acc.const_data_ptr<acc_t>() : nullptr;
   scalar_t* op = out.mutable_data_ptr<scalar_t>();  // [B, C_out]
@@ -185,9 +193,9 @@ void step_ab(const at::Tensor& cache, const at::Tensor& weight, const std::optio
   at::parallel_for(0, C_out, grain, [&](int64_t o0, int64_t o1) {
     std::vector<acc_t> acc((o1 - o0) * Bp);
     if constexpr (std::is_same_v<acc_t, double>) {
-      dot_range_f64(wp, panel.data(), taps.data(), T, C_in, k * k, p * k + p, lim.data(), Bp, o0, o1, acc.data());
+      dot_range_f64(wp, panel.data(), taps.data(), T, C_in, kk, wcp, Bp, o0, o1, acc.data());
     } else {
-      dot_range_f32(wp, panel.data(), taps.data(), T, C_in, k * k, p * k + p, lim.data(), Bp, o0, o1, acc.data());
+      dot_range_f32(wp, panel.data(), taps.data(), T, C_in, kk, wcp, Bp, o0, o1, acc.data());
     }
     for (int64_t co = o0; co < o1; ++co) {
       const acc_t b0 = bp ? bp[co] : acc_t(0);
@@ -200,24 +208,32 @@ void step_ab(const at::Tensor& cache, const at::Tensor& weight, const std::optio
 // [C_out, C_in, k, k], bias [C_out]? -> [B, C_out] ("A"/"B") or [B, C_out, W] ("V")
 at::Tensor masked_conv2d_step_cpu(at::Tensor& cache, const std::optional<at::Tensor>& x_new, const at::Tensor& weight,
                                   const std::optional<at::Tensor>& bias, int64_t row, int64_t col,
-                                  std::string_view mask_type, int64_t color_groups) {
+                                  std::string_view mask_type, int64_t color_groups, std::string_view color_layout) {
   const char* op = "masked_conv2d_step";
   const MaskType mt = parse_mask_type(mask_type, op);
-  check_step(cache, x_new, weight, bias, row, col, mt, color_groups, op);
+  const ColorLayout cl = parse_color_layout(color_layout, op);
+  check_step(cache, x_new, weight, bias, row, col, mt, color_groups, cl, op);
   const int64_t B = cache.size(0), W = cache.size(3);
   if (x_new.has_value()) {
     at::Tensor dst = cache.select(2, row);  // [B, C_in, W]
     if (mt != MaskType::V) dst = dst.select(2, col);
     dst.copy_(*x_new);
   }
-  const int64_t C_out = weight.size(0), p = weight.size(2) / 2;
+  const int64_t C_out = weight.size(0), p = weight.size(3) / 2;
+  const TapBox box = tap_box(weight.size(2), weight.size(3), mt, color_groups, op);
 
   if (mt == MaskType::V) {
-    const int64_t r0 = std::max<int64_t>(row - p, 0);
-    at::Tensor slab = cache.narrow(2, r0, row - r0 + 1);  // [B, C_in, <= p+1, W]
-    if (row - r0 < p) slab = at::constant_pad_nd(slab, {0, 0, p - (row - r0), 0}, 0);
-    at::Tensor w_top = weight.narrow(2, 0, p + 1);
-    at::Tensor out = at::conv2d(slab, w_top, bias, at::IntArrayRef{1, 1}, at::IntArrayRef{0, p});  // [B, C_out, 1, W]
+    // the box's rows row + dy0 .. row + dy0 + n_rows - 1, those above the image as zeros
+    const int64_t first = row + box.dy0, r0 = std::max<int64_t>(first, 0), last = first + box.n_rows - 1;
+    at::Tensor slab;  // [B, C_in, n_rows, W]
+    if (last < 0) {
+      slab = at::zeros({B, cache.size(1), box.n_rows, W}, cache.options());
+    } else {
+      slab = cache.narrow(2, r0, last - r0 + 1);
+      if (r0 > first) slab = at::constant_pad_nd(slab, {0, 0, r0 - first, 0}, 0);
+    }
+    at::Tensor w_box = weight.narrow(2, 0, box.n_rows);
+    at::Tensor out = at::conv2d(slab, w_box, bias, at::IntArrayRef{1, 1}, at::IntArrayRef{0, p});  // [B, C_out, 1, W]
     return out.reshape({B, C_out, W}).clone(at::MemoryFormat::Contiguous);
   }
 
@@ -225,7 +241,7 @@ at::Tensor masked_conv2d_step_cpu(at::Tensor& cache, const std::optional<at::Ten
   if (out.numel() == 0) return out;
   const at::Tensor w = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, cache.scalar_type(), "masked_conv2d_step", [&] {
-    step_ab<scalar_t>(cache, w, bias, row, col, mt, color_groups, out);
+    step_ab<scalar_t>(cache, w, bias, row, col, mt, color_groups, cl, box, out);
   });
   return out;
 }

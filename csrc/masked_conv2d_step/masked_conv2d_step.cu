@@ -60,7 +60,7 @@ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 
-// conv_mask for the rows dy <= p (rows below the centre are never visible).
+// conv_mask for the square-kernel rows dy <= p (rows below the centre are never visible).
 __device__ __forceinline__ bool tap_visible(Mask mask, int dy, int dx, int p, int g_in, int64_t g_out) {
   if (dy < p || mask == Mask::kV) return true;
   if (dx != p) return dx < p;
@@ -80,10 +80,13 @@ __global__ void __launch_bounds__(kThreads) masked_conv2d_step_kernel(StepParams
   const int64_t o = blockIdx.x;
   const int pad = static_cast<int>(p.k / 2);
   const int kk = static_cast<int>(p.k);
-  const int taps = (pad + 1) * kk;
-  const int R = static_cast<int>(p.C_in) * taps;  // the binding checks C_in * k * k < 2^31
-  const int64_t g_out = o / (p.C_out / p.color_groups);
-  const int c_in_group = static_cast<int>(p.C_in / p.color_groups);  // 32-bit: divided once per tap
+  const int taps = static_cast<int>(p.n_rows) * kk;
+  const int R = static_cast<int>(p.C_in) * taps;  // the binding checks C_in * kh * k < 2^31
+  const int dy0 = static_cast<int>(p.dy0);
+  const int groups = static_cast<int>(p.color_groups);
+  const int64_t g_out = p.interleaved ? o % p.color_groups : o / (p.C_out / p.color_groups);
+  // 32-bit: divided once per tap; unused (and possibly 0) for the interleaved layout
+  const int c_in_group = p.interleaved ? 1 : static_cast<int>(p.C_in / p.color_groups);
   const int64_t nx = vertical ? p.W : 1;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   __shared__ acc_t partial[kWarps][kBT];
@@ -105,12 +108,13 @@ __global__ void __launch_bounds__(kThreads) masked_conv2d_step_kernel(StepParams
       for (int bt = 0; bt < kBT; ++bt) acc[bt] = 0;
       for (int r = threadIdx.x; r < R; r += kThreads) {
         const int ci = r / taps, tap = r % taps;
-        const int dy = tap / kk, dx = tap % kk;
-        if (!tap_visible(p.mask, dy, dx, pad, ci / c_in_group, g_out)) continue;
-        const int64_t Y = p.row - pad + dy, X = xc - pad + dx;
+        const int i = tap / kk, dx = tap % kk;  // weight row i is square row i + dy0 + pad
+        const int g_in = p.interleaved ? ci % groups : ci / c_in_group;
+        if (!tap_visible(p.mask, i + dy0 + pad, dx, pad, g_in, g_out)) continue;
+        const int64_t Y = p.row + dy0 + i, X = xc - pad + dx;
         if (Y < 0 || X < 0 || X >= p.W) continue;  // zero padding
         const acc_t wv = to_float(
-            weight[o * p.weight_stride[0] + ci * p.weight_stride[1] + dy * p.weight_stride[2] + dx * p.weight_stride[3]]);
+            weight[o * p.weight_stride[0] + ci * p.weight_stride[1] + i * p.weight_stride[2] + dx * p.weight_stride[3]]);
         // the position x_new writes: read x_new itself (see the file comment)
         const bool from_new = x_new != nullptr && Y == p.row && (vertical || X == p.col);
 #pragma unroll

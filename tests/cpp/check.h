@@ -53,27 +53,29 @@ inline void slice_scatter_(at::Tensor& x, const at::Tensor& values, int64_t s, c
   op<void(at::Tensor&, const at::Tensor&, int64_t, const at::Tensor&)>("slice_scatter_").call(x, values, s, t);
 }
 inline at::Tensor masked_conv2d(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b,
-                                std::string_view mask_type, int64_t groups) {
+                                std::string_view mask_type, int64_t groups, std::string_view layout = "blocked") {
   return op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, std::string_view,
-                       int64_t)>("masked_conv2d")
-      .call(x, w, b, mask_type, groups);
+                       int64_t, std::string_view)>("masked_conv2d")
+      .call(x, w, b, mask_type, groups, layout);
 }
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward(const at::Tensor& gy, const at::Tensor& x,
                                                                              const at::Tensor& w,
                                                                              std::string_view mask_type, int64_t groups,
-                                                                             c10::List<bool> output_mask) {
+                                                                             c10::List<bool> output_mask,
+                                                                             std::string_view layout = "blocked") {
   return op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                                           std::string_view, int64_t, c10::List<bool>)>(
-             "masked_conv2d_backward")
-      .call(gy, x, w, mask_type, groups, output_mask);
+                                                           std::string_view, int64_t, c10::List<bool>,
+                                                           std::string_view)>("masked_conv2d_backward")
+      .call(gy, x, w, mask_type, groups, output_mask, layout);
 }
 inline at::Tensor masked_conv2d_step(at::Tensor& cache, const std::optional<at::Tensor>& x_new, const at::Tensor& w,
                                      const std::optional<at::Tensor>& b, int64_t row, int64_t col,
-                                     std::string_view mask_type, int64_t groups) {
+                                     std::string_view mask_type, int64_t groups,
+                                     std::string_view layout = "blocked") {
   return op<at::Tensor(at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&,
-                       const std::optional<at::Tensor>&, int64_t, int64_t, std::string_view, int64_t)>(
-             "masked_conv2d_step")
-      .call(cache, x_new, w, b, row, col, mask_type, groups);
+                       const std::optional<at::Tensor>&, int64_t, int64_t, std::string_view, int64_t,
+                       std::string_view)>("masked_conv2d_step")
+      .call(cache, x_new, w, b, row, col, mask_type, groups, layout);
 }
 
 // max |a - b| <= atol + rtol * max |b|

@@ -76,7 +76,10 @@ void test_forward_backward() {
 void test_conv_bad_input() {
   at::Tensor x = at::zeros({2, 3, 7, 7});
   at::Tensor w = at::zeros({6, 3, 3, 3});
-  EXPECT_VALUE_ERROR(masked_conv2d(x, at::zeros({6, 3, 3, 5}), {}, "B", 1), "square kernel");
+  EXPECT_VALUE_ERROR(masked_conv2d(x, at::zeros({6, 3, 4, 5}), {}, "B", 1), "kernel height must be one of 5");
+  EXPECT_VALUE_ERROR(masked_conv2d(x, at::zeros({6, 3, 1, 4}), {}, "B", 1), "width must be odd");
+  EXPECT_VALUE_ERROR(masked_conv2d(x, w, {}, "B", 1, "rgb"), "color_layout must be one of");
+  EXPECT(masked_conv2d(x, at::zeros({7, 3, 1, 3}), {}, "A", 3, "interleaved").size(1) == 7);
   EXPECT_VALUE_ERROR(masked_conv2d(x, at::zeros({6, 3, 4, 4}), {}, "B", 1), "odd");
   EXPECT_VALUE_ERROR(masked_conv2d(x, w, {}, "C", 1), "mask_type must be one of");
   EXPECT_VALUE_ERROR(masked_conv2d(x, at::zeros({4, 3, 3, 3}), {}, "B", 3), "divisible by color_groups=3");

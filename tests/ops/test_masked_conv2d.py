@@ -12,6 +12,32 @@ import spn_kernels as sk
 from tests.helpers import CONV_CASES, HALF, LAYOUTS, assert_close_to_ref, conv_inputs, layout, make_conv
 
 
+def test_mask_definition_kernel_shapes():
+    """Each (kh, kw) weight is a set of rows of the centred square mask."""
+    sq_a, sq_b, sq_v = (sk.conv_mask(1, 1, 5, mt)[0, 0] for mt in "ABV")
+    assert torch.equal(sk.conv_mask(1, 1, (1, 5), "A")[0, 0], sq_a[2:3])
+    assert torch.equal(sk.conv_mask(1, 1, (1, 5), "B")[0, 0], torch.tensor([[1.0, 1, 1, 0, 0]]))
+    assert torch.equal(sk.conv_mask(1, 1, (1, 5), "V")[0, 0], torch.ones(1, 5))
+    assert torch.equal(sk.conv_mask(1, 1, (3, 5), "V")[0, 0], sq_v[:3])
+    assert torch.equal(sk.conv_mask(1, 1, (3, 5), "B")[0, 0], sq_b[:3])
+    for mt in "ABV":
+        assert torch.equal(sk.conv_mask(1, 1, (2, 5), mt)[0, 0], torch.ones(2, 5))
+    assert torch.equal(sk.conv_mask(1, 1, (1, 1), "A")[0, 0], torch.zeros(1, 1))
+    # the positional call of earlier releases, and kernel_size as a tuple
+    assert torch.equal(sk.conv_mask(6, 3, 3, "B", 3, torch.float64, "cpu"), sk.conv_mask(6, 3, (3, 3), "B", 3).double())
+
+
+def test_mask_interleaved_unequal_groups():
+    """group(c) = c % 3: 10 channels are R G B R G B R G B R (4/3/3)."""
+    m = sk.conv_mask(10, 10, (1, 3), "A", 3, color_layout="interleaved")[:, :, 0, 1]
+    g = torch.arange(10) % 3
+    assert torch.equal(m, (g[None, :] < g[:, None]).float())
+    mb = sk.conv_mask(10, 10, 3, "B", 3, color_layout="interleaved")[:, :, 1, 1]
+    assert torch.equal(mb, (g[None, :] <= g[:, None]).float())
+    with pytest.raises(ValueError, match="divisible by color_groups=3 for color_layout='blocked'"):
+        sk.conv_mask(10, 10, 3, "B", 3)
+
+
 def test_mask_definition():
     m = sk.conv_mask(1, 1, 5, "A")[0, 0]
     want_a = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0] * 5, [0] * 5], dtype=m.dtype)
@@ -29,43 +55,88 @@ def test_mask_definition():
 @pytest.mark.parametrize("case", CONV_CASES.values(), ids=CONV_CASES.keys())
 @pytest.mark.parametrize("kind", LAYOUTS)
 def test_forward(backend, case, kind):
-    *_, mt, g = case
+    *_, mt, g, lay = case
     x, w, b = make_conv(case, torch.float32)
-    out = sk.masked_conv2d(layout(x, kind), w, b, mt, g, backend=backend)
-    ref = sk.masked_conv2d_ref(x, w, b, mt, g)
-    ref64 = sk.masked_conv2d_ref(x.double(), w.double(), b.double(), mt, g)
+    out = sk.masked_conv2d(layout(x, kind), w, b, mt, g, color_layout=lay, backend=backend)
+    ref = sk.masked_conv2d_ref(x, w, b, mt, g, color_layout=lay)
+    ref64 = sk.masked_conv2d_ref(x.double(), w.double(), b.double(), mt, g, color_layout=lay)
     assert_close_to_ref(out, ref, ref64)
+
+
+def test_reference_definition():
+    """The reference equals the formula of ref.py's docstring, written as loops over the taps."""
+    for case in ("b1-3to6-5x5-1x5-B-g3", "b2-4to4-6x6-2x5-B", "b1-10to10-5x4-3x5-A-g3i"):
+        _, ci, co, H, W, (kh, kw), mt, g, lay = CONV_CASES[case]
+        x, w, b = make_conv(CONV_CASES[case], torch.float64)
+        r0 = {1: kw // 2}.get(kh, 0)
+        wm = w * sk.conv_mask(co, ci, (kh, kw), mt, g, torch.float64, color_layout=lay)
+        xp = F.pad(x, (kw, kw, kw, kw))
+        want = b[None, :, None, None].expand(x.shape[0], co, H, W).clone()
+        for i in range(kh):
+            for j in range(kw):
+                dy, dx = r0 + i - kw // 2, j - kw // 2
+                patch = xp[:, :, kw + dy : kw + dy + H, kw + dx : kw + dx + W]
+                want += torch.einsum("oc,bchw->bohw", wm[:, :, i, j], patch)
+        torch.testing.assert_close(sk.masked_conv2d_ref(x, w, b, mt, g, color_layout=lay), want)
 
 
 @pytest.mark.parametrize("case", CONV_CASES.values(), ids=CONV_CASES.keys())
 def test_backward(backend, case):
-    *_, mt, g = case
+    *_, mt, g, lay = case
     x, w, b = make_conv(case, torch.float32)
     gy = torch.randn(x.shape[0], w.shape[0], *x.shape[2:])
 
     def grads(x, w, b, gy, be):
         x, w, b = (t.clone().requires_grad_() for t in (x, w, b))
-        out = sk.masked_conv2d(x, w, b, mt, g, backend=be)
+        out = sk.masked_conv2d(x, w, b, mt, g, color_layout=lay, backend=be)
         return torch.autograd.grad(out, (x, w, b), gy)
 
     got = grads(x, w, b, gy, backend)
     ref = grads(x, w, b, gy, "torch")
     ref64 = grads(x.double(), w.double(), b.double(), gy.double(), "torch")
-    mask = sk.conv_mask(*w.shape[:3], mt, g)
+    mask = sk.conv_mask(*w.shape[:2], tuple(w.shape[2:]), mt, g, color_layout=lay)
     assert torch.all(got[1][mask == 0] == 0), "masked taps must get exactly zero gradient"
     for a, r, r64 in zip(got, ref, ref64):
         assert_close_to_ref(a, r, r64)
 
 
-@pytest.mark.parametrize(
-    "case",
-    [CONV_CASES["b2-3to8-7x7-k3-B"], CONV_CASES["b3-6to9-7x5-k5-A-g3"], CONV_CASES["b1-4to4-11x13-k5-V"]],
-    ids=["B", "A-g3", "V"],
-)
+def test_k1_mask_a_backward(backend):
+    """A 1 x 1 "A" convolution keeps no tap: the output is the bias, grad_x and grad_weight are zero, and
+    grad_bias is grad_out summed (the Triton backward once divided by zero here)."""
+    x = torch.randn(2, 4, 5, 5, requires_grad=True)
+    w = torch.randn(6, 4, 1, 1, requires_grad=True)
+    b = torch.randn(6, requires_grad=True)
+    out = sk.masked_conv2d(x, w, b, "A", backend=backend)
+    torch.testing.assert_close(out, b[None, :, None, None].expand(2, 6, 5, 5))
+    gy = torch.randn(2, 6, 5, 5)
+    gx, gw, gb = torch.autograd.grad(out, (x, w, b), gy)
+    assert torch.equal(gx, torch.zeros_like(x)) and torch.equal(gw, torch.zeros_like(w))
+    torch.testing.assert_close(gb, gy.sum((0, 2, 3)))
+    (gb_only,) = torch.autograd.grad(sk.masked_conv2d(x.detach(), w.detach(), b, "A", backend=backend), (b,), gy)
+    torch.testing.assert_close(gb_only, gy.sum((0, 2, 3)))
+
+
+# (B, C_in, C_out, H, W, kernel, mask_type, color_groups, color_layout): tiny, so gradcheck through the Triton
+# interpreter stays at a few seconds
+GRADCHECK_CASES = {
+    "k3-B": (1, 2, 3, 4, 4, 3, "B", 1, "blocked"),
+    "k3-A-g3": (1, 3, 3, 3, 4, 3, "A", 3, "blocked"),
+    "1x5-A-g3i": (1, 4, 5, 3, 5, (1, 5), "A", 3, "interleaved"),
+    "3x5-V": (1, 2, 2, 4, 3, (3, 5), "V", 1, "blocked"),
+    "2x5-B": (1, 2, 2, 4, 3, (2, 5), "B", 1, "blocked"),
+    "k1-A": (1, 2, 3, 2, 3, 1, "A", 1, "blocked"),
+}
+
+
+@pytest.mark.parametrize("case", GRADCHECK_CASES.values(), ids=GRADCHECK_CASES.keys())
 def test_gradcheck(backend, case):
-    *_, mt, g = case
+    *_, mt, g, lay = case
     x, w, b = (t.requires_grad_() for t in make_conv(case, torch.float64))
-    assert torch.autograd.gradcheck(lambda x, w, b: sk.masked_conv2d(x, w, b, mt, g, backend=backend), (x, w, b))
+    # the interpreter pays ~10 ms per launch: fast mode (random projections) keeps the Triton case to seconds
+    fast = backend == "triton"
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: sk.masked_conv2d(x, w, b, mt, g, color_layout=lay, backend=backend), (x, w, b), fast_mode=fast
+    )
 
 
 def test_backward_without_bias_and_frozen_input(backend):
@@ -97,9 +168,12 @@ def test_module_drop_in():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(w=torch.zeros(4, 3, 3, 5)), "square kernel"),
+        (dict(w=torch.zeros(6, 3, 4, 5)), r"kernel height must be one of 5 .* got kernel \(kh, kw\)=\(4, 5\)"),
+        (dict(w=torch.zeros(6, 3, 3, 1)), r"kernel height must be one of 1"),
         (dict(w=torch.zeros(4, 3, 4, 4)), "odd"),
+        (dict(w=torch.zeros(4, 3, 1, 4)), "width must be odd"),
         (dict(mask_type="C"), "mask_type"),
+        (dict(color_layout="planar"), "color_layout must be one of 'blocked', 'interleaved'"),
         (dict(w=torch.zeros(4, 3, 3, 3), color_groups=3, mask_type="B"), "divisible by color_groups=3"),
         (dict(w=torch.zeros(6, 3, 3, 3), color_groups=3, mask_type="V"), "mask 'V' needs 1"),
         (dict(x=torch.zeros(2, 5, 7, 7)), "x has 5 channels but weight expects C_in=3"),
@@ -109,9 +183,12 @@ def test_module_drop_in():
         (dict(x=torch.zeros(2, 3, 7, 7, dtype=torch.int64), w=torch.zeros(4, 3, 3, 3, dtype=torch.int64)), "float"),
     ],
     ids=[
-        "nonsquare",
+        "bad-rows",
+        "tall-k1",
         "even",
+        "even-width",
         "mask-type",
+        "color-layout",
         "groups-indivisible",
         "V-groups",
         "channels",
@@ -125,8 +202,11 @@ def test_conv_bad_input(backend, kwargs, match):
     x = kwargs.get("x", torch.zeros(2, 3, 7, 7))
     w = kwargs.get("w", torch.zeros(6, 3, 3, 3))
     b = kwargs.get("b")
+    lay = kwargs.get("color_layout", "blocked")
     with pytest.raises(ValueError, match=match):
-        sk.masked_conv2d(x, w, b, kwargs.get("mask_type", "B"), kwargs.get("color_groups", 1), backend=backend)
+        sk.masked_conv2d(
+            x, w, b, kwargs.get("mask_type", "B"), kwargs.get("color_groups", 1), color_layout=lay, backend=backend
+        )
 
 
 def test_opcheck():
@@ -135,9 +215,15 @@ def test_opcheck():
     w.requires_grad_()
     torch.library.opcheck(torch.ops.spn.masked_conv2d.default, (x, w, b, "A", 3))
     torch.library.opcheck(torch.ops.spn.masked_conv2d.default, (x, w, None, "B", 1))
+    torch.library.opcheck(torch.ops.spn.masked_conv2d.default, (x, w[:, :, 2:3], b, "A", 2, "interleaved"))
+    torch.library.opcheck(torch.ops.spn.masked_conv2d.default, (x, w[:, :, :3].contiguous(), b, "V", 1))
     gy = torch.randn(3, 9, 7, 5, dtype=torch.float64)
     torch.library.opcheck(
         torch.ops.spn.masked_conv2d_backward.default, (gy, x.detach(), w.detach(), "A", 3, [True, True, False])
+    )
+    torch.library.opcheck(
+        torch.ops.spn.masked_conv2d_backward.default,
+        (gy, x.detach(), w.detach()[:, :, 2:3], "B", 4, [True, True, True], "interleaved"),
     )
 
 
@@ -159,6 +245,38 @@ def test_cpu_half_precision(dtype):
     out = sk.masked_conv2d(x.to(dtype), w.to(dtype), b.to(dtype), "A", 3, backend="cpu")
     ref = sk.masked_conv2d_ref(x.to(dtype), w.to(dtype), b.to(dtype), "A", 3)
     assert_close_to_ref(out, ref, sk.masked_conv2d_ref(x.double(), w.double(), b.double(), "A", 3))
+
+
+@pytest.mark.parametrize(
+    "kernel, mt, g, lay",
+    [
+        (3, "A", 3, "blocked"),
+        (5, "B", 3, "interleaved"),
+        ((3, 5), "V", 1, "blocked"),
+        ((2, 5), "A", 1, "blocked"),
+        ((1, 5), "A", 1, "blocked"),
+        ((1, 3), "B", 3, "interleaved"),
+        (1, "B", 1, "blocked"),
+    ],
+    ids=["k3-A-g3", "k5-B-g3i", "3x5-V", "2x5-A", "1x5-A", "1x3-B-g3i", "k1-B"],
+)
+@pytest.mark.parametrize("channels", [(6, 9), (66, 72)], ids=["dense", "box"])
+def test_cpu_both_paths(kernel, mt, g, lay, channels):
+    """The C++ kernel runs few-channel convolutions with the masked weight embedded in a centred kernel and
+    many-channel ones on the kept box of taps over a shifted input (csrc/masked_conv2d/cpu.cpp: choose_dense):
+    both equal the reference, forward and backward, in float64."""
+    ci, co = channels
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = torch.randn(2, ci, 5, 6, dtype=torch.float64)
+    w = torch.randn(co, ci, kh, kw, dtype=torch.float64)
+    b = torch.randn(co, dtype=torch.float64)
+    gy = torch.randn(2, co, 5, 6, dtype=torch.float64)
+    out = sk.masked_conv2d(x, w, b, mt, g, color_layout=lay, backend="cpu")
+    torch.testing.assert_close(out, sk.masked_conv2d_ref(x, w, b, mt, g, color_layout=lay))
+    got = torch.ops.spn.masked_conv2d_backward(gy, x, w, mt, g, [True, True, True], lay)
+    want = sk.masked_conv2d_backward_ref(gy, x, w, mt, g, [True, True, True], color_layout=lay)
+    for a, r in zip(got, want):
+        torch.testing.assert_close(a, r)
 
 
 def test_cpu_backward_channels_last_grad():
@@ -209,9 +327,9 @@ def test_triton_gpu_config_multiblock():
     x, w, b = conv_inputs(2, 20, 66, 6, 7, 3, torch.float64)  # 2 M blocks, 2 N blocks, 2-4 K blocks
     gy = torch.randn(2, 66, 6, 7, dtype=torch.float64)
     for mt, g in (("B", 1), ("A", 2), ("V", 1)):
-        out = conv.masked_conv2d(x, w, b, mt, g, "f64")
+        out = conv.masked_conv2d(x, w, b, mt, g, _config="f64")
         torch.testing.assert_close(out, sk.masked_conv2d_ref(x, w, b, mt, g))
-        got = conv.masked_conv2d_backward(gy, x, w, mt, g, [True, True, True], "f64", "f64")
+        got = conv.masked_conv2d_backward(gy, x, w, mt, g, [True, True, True], _config="f64", _dw_config="f64")
         want = sk.masked_conv2d_backward_ref(gy, x, w, mt, g, [True, True, True])
         for a, r in zip(got, want):
             torch.testing.assert_close(a, r)
@@ -223,7 +341,7 @@ def test_triton_gpu_config_fp32(cfg):
     from spn_kernels.ops.masked_conv2d import triton as conv
 
     x, w, b = conv_inputs(1, 20, 24, 12, 12, 3, torch.float32)
-    out = conv.masked_conv2d(x, w, b, "B", 1, cfg)
+    out = conv.masked_conv2d(x, w, b, "B", 1, _config=cfg)
     ref = sk.masked_conv2d_ref(x, w, b, "B")
     assert_close_to_ref(out, ref, sk.masked_conv2d_ref(x.double(), w.double(), b.double(), "B"))
 

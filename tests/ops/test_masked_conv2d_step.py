@@ -15,23 +15,44 @@ from tests.helpers import CONV_CASES, HALF, assert_close_to_ref, conv_inputs, ma
 def test_step_reproduces_forward(backend, case):
     """Running the step over every position in raster order (rows for mask V) gives masked_conv2d's
     output everywhere, and the cache ends equal to the input, exactly as the reference's cache."""
-    B, ci, co, H, W, k, mt, g = case
+    B, ci, co, H, W, k, mt, g, lay = case
     x, w, b = make_conv(case, torch.float64)
-    full = sk.masked_conv2d_ref(x, w, b, mt, g)
+    full = sk.masked_conv2d_ref(x, w, b, mt, g, color_layout=lay)
     cache = torch.zeros_like(x)
     cache_ref = torch.zeros_like(x)
     for r in range(H):
         if mt == "V":
-            out = sk.masked_conv2d_step(cache, x[:, :, r], w, b, r, 0, mt, g, backend=backend)
-            sk.masked_conv2d_step_ref(cache_ref, x[:, :, r], w, b, r, 0, mt, g)
+            out = sk.masked_conv2d_step(cache, x[:, :, r], w, b, r, 0, mt, g, color_layout=lay, backend=backend)
+            sk.masked_conv2d_step_ref(cache_ref, x[:, :, r], w, b, r, 0, mt, g, color_layout=lay)
             torch.testing.assert_close(out, full[:, :, r])
             assert torch.equal(cache, cache_ref)
             continue
         for c in range(W):
-            out = sk.masked_conv2d_step(cache, x[:, :, r, c], w, b, r, c, mt, g, backend=backend)
-            sk.masked_conv2d_step_ref(cache_ref, x[:, :, r, c], w, b, r, c, mt, g)
+            out = sk.masked_conv2d_step(cache, x[:, :, r, c], w, b, r, c, mt, g, color_layout=lay, backend=backend)
+            sk.masked_conv2d_step_ref(cache_ref, x[:, :, r, c], w, b, r, c, mt, g, color_layout=lay)
             torch.testing.assert_close(out, full[:, :, r, c])
             assert torch.equal(cache, cache_ref)
+    assert torch.equal(cache, x)
+
+
+@pytest.mark.parametrize(
+    "case", ["b1-3to6-5x5-1x5-B-g3", "b2-10to7-5x6-1x5-A-g3i", "b3-4to5-7x5-3x5-V", "b2-4to4-6x6-2x5-B"]
+)
+def test_step_kernel_shapes_without_x_new(backend, case):
+    """On a filled cache (x_new=None) the step equals the full convolution at every position, for the gated
+    PixelCNN shapes and the interleaved layout, and leaves the cache alone."""
+    B, ci, co, H, W, k, mt, g, lay = CONV_CASES[case]
+    x, w, b = make_conv(CONV_CASES[case], torch.float32)
+    x = x.contiguous(memory_format=torch.channels_last)
+    ref = sk.masked_conv2d_ref(x, w, b, mt, g, color_layout=lay)
+    ref64 = sk.masked_conv2d_ref(x.double(), w.double(), b.double(), mt, g, color_layout=lay)
+    cache = x.clone()
+    for r, c in ((0, 0), (H // 2, W // 2), (H - 1, W - 1)):
+        out = sk.masked_conv2d_step(cache, None, w, b, r, c, mt, g, color_layout=lay, backend=backend)
+        if mt == "V":
+            assert_close_to_ref(out, ref[:, :, r], ref64[:, :, r])
+        else:
+            assert_close_to_ref(out, ref[:, :, r, c], ref64[:, :, r, c])
     assert torch.equal(cache, x)
 
 
@@ -53,16 +74,20 @@ def test_step_without_x_new_leaves_cache(backend):
         (dict(x_new=torch.zeros(2, 4)), r"x_new must have shape \(2, 3\)"),
         (dict(x_new=torch.zeros(2, 3), mask_type="V"), r"x_new must have shape \(2, 3, 7\)"),
         (dict(cache=torch.zeros(2, 4, 7, 7)), "cache has 4 channels"),
+        (dict(w=torch.zeros(6, 3, 5, 7)), r"kernel height must be one of 7"),
+        (dict(color_layout="rgb"), "color_layout must be one of"),
+        (dict(w=torch.zeros(4, 3, 1, 3), color_groups=3), "divisible by color_groups=3"),
     ],
-    ids=["row", "col", "x-new-shape", "x-new-V", "cache-channels"],
+    ids=["row", "col", "x-new-shape", "x-new-V", "cache-channels", "bad-rows", "color-layout", "groups-indivisible"],
 )
 def test_step_bad_input(backend, args, match):
-    a = dict(cache=torch.zeros(2, 3, 7, 7), x_new=None, row=0, col=0, mask_type="B")
+    a = dict(cache=torch.zeros(2, 3, 7, 7), x_new=None, row=0, col=0, mask_type="B", w=torch.zeros(6, 3, 3, 3))
     a.update(args)
     with pytest.raises(ValueError, match=match):
         sk.masked_conv2d_step(
-            a["cache"], a["x_new"], torch.zeros(6, 3, 3, 3), None, a["row"], a["col"], a["mask_type"], backend=backend
-        )
+            a["cache"], a["x_new"], a["w"], None, a["row"], a["col"], a["mask_type"], a.get("color_groups", 1),
+            color_layout=a.get("color_layout", "blocked"), backend=backend,
+        )  # fmt: skip
 
 
 def test_opcheck():
@@ -75,6 +100,10 @@ def test_opcheck():
     torch.library.opcheck(
         torch.ops.spn.masked_conv2d_step.default,
         (cache, torch.randn(3, 6, 5, dtype=torch.float64), w[:, :, :, :], b, 4, 0, "V", 1),
+    )
+    torch.library.opcheck(
+        torch.ops.spn.masked_conv2d_step.default,
+        (cache, torch.randn(3, 6, dtype=torch.float64), w[:, :, 2:3], b, 2, 3, "A", 4, "interleaved"),
     )
 
 
@@ -152,7 +181,7 @@ def test_triton_gpu_config_multiblock(mt, cfg):
             cache[:, :, row] = 0
         else:
             cache[:, :, row, col:] = 0
-        out = step.masked_conv2d_step(cache, new, w, b, row, col, mt, g, cfg)
+        out = step.masked_conv2d_step(cache, new, w, b, row, col, mt, g, _config=cfg)
         torch.testing.assert_close(out, full[:, :, row] if mt == "V" else full[:, :, row, col])
         assert torch.equal(cache[:, :, row], x[:, :, row]) if mt == "V" else torch.equal(cache[..., row, col], new)
 

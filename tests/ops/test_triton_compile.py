@@ -107,6 +107,29 @@ def _cases():
             )
         )
         out.append((f"conv-fwd-{mt}-g{g}", lambda mt=mt, g=g, x=x, w=w: fwd(x, w, None, mt, g, None, "tf32")))
+    # gated-PixelCNN kernel shapes ((1, k) rows, (k//2 + 1, k) and (k//2, k) vertical stacks), the interleaved
+    # colour layout with unequal groups, and k = 1 "A" (no kept tap: grad_bias alone)
+    xo = t(8, 10, 16, 16)
+    shape_cases = (
+        ((96, 96, 1, 5), "A", 1, "blocked", x),
+        ((96, 96, 1, 5), "B", 3, "blocked", x),
+        ((96, 96, 3, 5), "V", 1, "blocked", x),
+        ((96, 96, 2, 5), "B", 1, "blocked", x),
+        ((10, 10, 1, 3), "A", 3, "interleaved", xo),
+        ((10, 10, 3, 3), "B", 3, "interleaved", xo),
+        ((96, 96, 1, 1), "A", 1, "blocked", x),
+    )
+    for shape, mt, g, lay, src in shape_cases:
+        ws = t(*shape)
+
+        def cases(ws=ws, mt=mt, g=g, lay=lay, src=src):
+            return [
+                conv.plan_conv(src, ws, None, mt, g, False, None, "tf32", lay)[0],
+                conv.plan_conv(src, ws, None, mt, g, True, None, "tf32", lay)[0],
+                conv.plan_conv_dw(src, src, ws, mt, g, True, True, None, "tf32", lay)[0],
+            ]
+
+        out.append((f"conv-{'x'.join(map(str, shape[2:]))}-{mt}-g{g}-{lay}", cases))
     for cfg in conv.DW_CONFIGS:
         for dtype in conv_dtypes(cfg):
             for prec in _precisions(dtype):
@@ -135,6 +158,17 @@ def _cases():
                             ],
                         )
                     )
+    for shape, mt, g, lay in (((96, 96, 1, 5), "B", 3, "interleaved"), ((96, 96, 3, 5), "V", 1, "blocked")):
+        cache, ws = t(16, 96, 16, 16), t(*shape)
+        xn = t(16, 96, 16) if mt == "V" else t(16, 96)
+        out.append(
+            (
+                f"step-{'x'.join(map(str, shape[2:]))}-{mt}-g{g}-{lay}",
+                lambda cache=cache, xn=xn, ws=ws, mt=mt, g=g, lay=lay: [
+                    step.plan(cache, xn, ws, None, 3, 4, mt, g, None, "ieee", lay)[0]
+                ],
+            )
+        )
     cache, w = t(16, 96, 16, 16), t(96, 96, 5, 5)
     for mt in ("A", "B"):
         out.append(
@@ -160,7 +194,9 @@ def _source(launch):
         if isinstance(arg, torch.Tensor):
             sig[name], spec = "*" + _TY[arg.dtype], "D"  # the caching allocator aligns to >= 16 bytes
         else:
-            sig[name], spec = native_specialize_impl(BaseBackend, arg, False, True, True)
+            # do_not_specialize arguments (sizes that vary at run time) get no value/divisibility specialisation
+            specialize = not kernel.params[i].do_not_specialize
+            sig[name], spec = native_specialize_impl(BaseBackend, arg, False, specialize, True)
             if sig[name] == "constexpr":
                 consts[name] = spec
         if spec == "D":

@@ -88,32 +88,41 @@ def test_slice_scatter_fuzz(backend, data, t_seed, values_expanded):
 
 @st.composite
 def convs(draw):
+    """Every kernel shape (square, (1, k), (k//2 + 1, k), (k//2, k); k = 1 included), both colour layouts
+    (interleaved with unequal groups), RGB inputs (C_in = 3 with 3 colour groups)."""
     g = draw(st.sampled_from([1, 1, 2, 3]))
     mt = draw(st.sampled_from(["A", "B", "V"] if g == 1 else ["A", "B"]))
-    ci, co = g * draw(st.sampled_from([1, 2, 3])), g * draw(st.sampled_from([1, 2, 4]))
-    k = draw(st.sampled_from([1, 3, 5]))
+    lay = draw(st.sampled_from(["blocked", "interleaved"])) if g > 1 else "blocked"
+    if lay == "interleaved":
+        ci, co = draw(st.sampled_from([1, 2, 3, 4, 5])), draw(st.sampled_from([1, 3, 4, 7]))
+    else:
+        ci, co = g * draw(st.sampled_from([1, 2, 3])), g * draw(st.sampled_from([1, 2, 4]))
+    if g == 3 and draw(st.booleans()):
+        ci = 3  # an RGB input
+    kw = draw(st.sampled_from([1, 3, 5]))
+    kh = draw(st.sampled_from(sorted({kw, 1, kw // 2 + 1, kw // 2} - {0})))
     B, H, W = draw(st.sampled_from([0, 1, 2])), draw(SIZES), draw(SIZES)
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
     x = _lay(torch.randn(B, ci, H, W, dtype=dtype), draw(LAYOUT))
-    w = torch.randn(co, ci, k, k, dtype=dtype) / (ci * k)
+    w = torch.randn(co, ci, kh, kw, dtype=dtype) / (ci * kw)
     b = torch.randn(co, dtype=dtype) if draw(st.booleans()) else None
-    return x, w, b, mt, g
+    return x, w, b, mt, g, lay
 
 
 @pytest.mark.parametrize("backend", cpu_backends())
 @given(case=convs())
 def test_masked_conv2d_fuzz(backend, case):
-    x, w, b, mt, g = case
-    out = sk.masked_conv2d(x, w, b, mt, g, backend=backend)
-    ref = sk.masked_conv2d_ref(x, w, b, mt, g)
+    x, w, b, mt, g, lay = case
+    out = sk.masked_conv2d(x, w, b, mt, g, color_layout=lay, backend=backend)
+    ref = sk.masked_conv2d_ref(x, w, b, mt, g, color_layout=lay)
     b64 = None if b is None else b.double()
-    assert_close_to_ref(out, ref, sk.masked_conv2d_ref(x.double(), w.double(), b64, mt, g))
+    assert_close_to_ref(out, ref, sk.masked_conv2d_ref(x.double(), w.double(), b64, mt, g, color_layout=lay))
 
 
 @pytest.mark.parametrize("backend", cpu_backends())
 @given(case=convs(), pos=st.tuples(st.integers(0, 10), st.integers(0, 10)), write=st.booleans())
 def test_masked_conv2d_step_fuzz(backend, case, pos, write):
-    x, w, b, mt, g = case
+    x, w, b, mt, g, lay = case
     B, ci, H, W = x.shape
     row, col = pos[0] % H, pos[1] % W
     cache = x.contiguous().clone()
@@ -121,10 +130,11 @@ def test_masked_conv2d_step_fuzz(backend, case, pos, write):
     x_new = None
     if write:
         x_new = torch.randn((B, ci, W) if mt == "V" else (B, ci), dtype=x.dtype)
-    out = sk.masked_conv2d_step(cache, x_new, w, b, row, col, mt, g, backend=backend)
-    ref = sk.masked_conv2d_step_ref(cache_ref, x_new, w, b, row, col, mt, g)
+    out = sk.masked_conv2d_step(cache, x_new, w, b, row, col, mt, g, color_layout=lay, backend=backend)
+    ref = sk.masked_conv2d_step_ref(cache_ref, x_new, w, b, row, col, mt, g, color_layout=lay)
     assert torch.equal(cache, cache_ref)
-    full = sk.masked_conv2d_ref(cache_ref.double(), w.double(), None if b is None else b.double(), mt, g)
+    b64 = None if b is None else b.double()
+    full = sk.masked_conv2d_ref(cache_ref.double(), w.double(), b64, mt, g, color_layout=lay)
     ref64 = full[:, :, row] if mt == "V" else full[:, :, row, col]
     assert_close_to_ref(out, ref, ref64)
 
@@ -154,3 +164,18 @@ def test_invalid_shapes_raise(backend, call, op):
 def test_invalid_conv_raises(backend, k, mt):
     with pytest.raises(ValueError):
         sk.masked_conv2d(torch.zeros(1, 2, 5, 5), torch.zeros(2, 2, k, k), None, mt, backend=backend)
+
+
+@pytest.mark.parametrize("backend", cpu_backends())
+@given(kw=st.sampled_from([3, 5, 7]), kh=st.integers(1, 8), lay=st.sampled_from(["blocked", "interleaved", "rgb"]))
+def test_invalid_kernel_rows_raise(backend, kw, kh, lay):
+    """A kernel height that is none of the allowed row sets, or an unknown layout, raises ValueError."""
+    ok_rows = kh in (kw, 1, kw // 2 + 1, kw // 2)
+    call = lambda: sk.masked_conv2d(  # noqa: E731
+        torch.zeros(1, 2, 5, 5), torch.zeros(2, 2, kh, kw), None, "B", color_layout=lay, backend=backend
+    )
+    if ok_rows and lay != "rgb":
+        assert call().shape == (1, 2, 5, 5)
+    else:
+        with pytest.raises(ValueError, match="kernel height|color_layout"):
+            call()

@@ -1,10 +1,11 @@
 """masked_conv2d (forward) and masked_conv2d_backward in Triton: kernels, plans, launchers and the
 torch.ops.spn_triton ops (with their autograd). Imported on first use of the Triton backend. ref.py is the spec.
 
-The taps a mask keeps are a prefix of the k x k taps in raster order (kh * k + kw): "A" keeps the P*k + P taps
-above and left of the centre, "B" also the centre (P*k + P + 1), "V" the whole rows up to the centre
-((P + 1)*k). With colour groups > 1 the centre tap is kept for "A" too and masked per channel pair. So each
-kernel loops over t in [0, T) only, the masked taps cost nothing, and the mask needs no table.
+The taps a mask keeps are a prefix of the weight's kh x kw taps in raster order (t = i * kw + j, weight row i
+being row r0 + i of the centred square kernel, ref.py): every row above the centre row, then in the centre row
+the taps left of the centre ("A"), also the centre ("B"), or the whole row ("V"). With colour groups > 1 the
+centre tap is kept for "A" too and masked per channel pair. So each kernel loops over t in [0, T) only, the
+masked taps cost nothing (a (1, k) "A" weight runs k // 2 taps), and the mask needs no table.
 
 Forward and grad_x are one implicit-GEMM kernel: M = output pixels of one image, N = output channels, and the
 reduction runs over (tap, input-channel block) flattened into one loop, so the software pipeliner
@@ -16,8 +17,11 @@ second kernel: for each kept tap a [C_out, C_in] GEMM reducing over all B*H*W pi
 
 Precision: fp32 accumulation for fp16/bf16/fp32 inputs (fp64 for fp64, which the interpreter tests'
 gradcheck needs: tl.dot on fp64 tiles compiles to fp64 MMA on sm_80/sm_90, so the GPU path keeps it too).
-fp32 tiles use TF32 on CUDA exactly when cuDNN does (torch.backends.cudnn.allow_tf32): the launchers ask
-dot_precision and pass the answer to the plans as ``precision``.
+fp32 tiles use TF32 on CUDA exactly when F.conv2d (cuDNN, the reference) does: CONV_TF32 below is where that is
+chosen; the launchers pass dot_precision's answer to the plans as ``precision``.
+Index math is int64 throughout (program ids, offsets, and H * W: the sizes that vary between calls, B, H, W and
+the pixel ranges, are do_not_specialize, so they arrive as runtime integers and one compiled variant serves
+every batch and image size).
 Under the interpreter 16-bit tiles are widened to fp32 before tl.dot (its bf16 arithmetic is wrong); the
 products of 16-bit values are exact in fp32, so this is what the tensor cores compute.
 """
@@ -30,8 +34,15 @@ import torch
 import triton
 import triton.language as tl
 
+from ..._checks import kernel_rows
 from ..._triton_launch import Launch, dot_precision, interpreting, launch, pow2
 from .op import check, check_backward, fake, fake_backward, register_autograd
+
+
+def conv_tf32() -> bool:
+    """Whether fp32 tiles may use TF32: as F.conv2d on CUDA, torch.backends.cudnn.allow_tf32 (default True)."""
+    return torch.backends.cudnn.allow_tf32
+
 
 # GPU launch configurations, chosen by reasoning for Hopper (H100/H200); benchmarks/gpu_check.py times them:
 # - 128 x 128 output tiles with 8 warps = two warpgroups of wgmma m64n128; with C = 128 the whole channel
@@ -75,13 +86,25 @@ def _interp_conv_config(m: int, n: int, k: int) -> dict:
     return dict(BM=pow2(m, 16, 1024), BN=pow2(n, 16, 128), BK=pow2(k, 16, 512), num_warps=4, num_stages=1)
 
 
-def n_taps(k: int, mask_type: str, color_groups: int) -> int:
-    """How many leading raster-order taps the mask keeps (see the module docstring)."""
-    p = k // 2
-    if mask_type == "V":
-        return (p + 1) * k
-    centre = mask_type == "B" or color_groups > 1
-    return p * k + p + int(centre)
+def tap_layout(kh: int, kw: int, mask_type: str, color_groups: int) -> tuple[int, int, int]:
+    """(T, DY0, CT) of a (kh, kw) weight: how many leading raster-order taps the mask keeps (module docstring),
+    the image row offset of weight row 0 (r0 - kw // 2), and the raster index of the centre tap (-1 if the
+    weight does not hold the centre row)."""
+    r0, n = kernel_rows(kh, kw)
+    p = kw // 2
+    above = max(0, min(n, p - r0))  # weight rows strictly above the centre row
+    ct = (p - r0) * kw + p if r0 <= p < r0 + n else -1
+    if ct < 0:
+        t = above * kw
+    elif mask_type == "V":
+        t = (above + 1) * kw
+    else:
+        t = above * kw + p + int(mask_type == "B" or color_groups > 1)
+    return t, r0 - p, ct
+
+
+def n_taps(kh: int, kw: int, mask_type: str, color_groups: int) -> int:
+    return tap_layout(kh, kw, mask_type, color_groups)[0]
 
 
 def kernel_flags(dtype: torch.dtype, precision: str) -> dict:
@@ -93,7 +116,7 @@ def kernel_flags(dtype: torch.dtype, precision: str) -> dict:
     )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["B", "H", "W"])
 def _conv_kernel(
     src,  # [B, KC, H, W], strides s_b, s_c, s_h, s_w: x (forward) or grad_out (grad_x)
     wp,  # [T * KC, NC] contiguous: the kept taps, packed for this direction (row = t * KC + c)
@@ -105,9 +128,12 @@ def _conv_kernel(
     KC,
     NC,
     T,
-    k,
-    P,
-    gk,  # channels per colour group along KC and NC (GROUPED)
+    KW,  # weight width; tap t is weight row t // KW, column t % KW
+    P,  # KW // 2
+    DY0,  # image row offset of weight row 0
+    CT,  # raster index of the centre tap (GROUPED)
+    G,  # colour groups (GROUPED)
+    gk,  # channels per colour group along KC and NC (GROUPED, blocked)
     gn,
     s_b,
     s_c,
@@ -115,6 +141,7 @@ def _conv_kernel(
     s_w,
     SIGN: tl.constexpr,  # +1 forward, -1 transposed (grad_x)
     GROUPED: tl.constexpr,
+    INTERLEAVED: tl.constexpr,  # colour group of channel c: c % G (else c // gk)
     STRICT: tl.constexpr,  # mask "A": the centre tap needs input group < output group
     HAS_BIAS: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -126,7 +153,7 @@ def _conv_kernel(
 ):
     # grid: (B*H*W / BM, NC / BN); a pixel tile may span images
     i_m, i_n = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
-    HW = H * W
+    HW = H.to(tl.int64) * W
     o_m = i_m * BM + tl.arange(0, BM).to(tl.int64)  # output pixels, over the batch
     o_n = i_n * BN + tl.arange(0, BN).to(tl.int64)  # output channels
     b = o_m // HW
@@ -138,29 +165,32 @@ def _conv_kernel(
     p_row = src + b * s_b  # [BM]
     acc = tl.zeros((BM, BN), dtype=tl.float64 if ACC64 else tl.float32)
     KT = T * KC
-    centre = P * k + P
     for k0 in range(0, KT, BK):
         o_k = k0 + tl.arange(0, BK).to(tl.int64)  # reduction index t * KC + c
         m_k = o_k < KT
         t = o_k // KC
         c = o_k - t * KC
-        kh = t // k
-        kw = t - kh * k
-        ih = oh[:, None] + SIGN * (kh - P)[None, :]  # [BM, BK]
+        kh = t // KW
+        kw = t - kh * KW
+        ih = oh[:, None] + SIGN * (kh + DY0)[None, :]  # [BM, BK]
         iw = ow[:, None] + SIGN * (kw - P)[None, :]
         m_a = m_m[:, None] & m_k[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
         # [BM, BK]: zero padding through the mask
         a = tl.load(p_row[:, None] + c[None, :] * s_c + ih * s_h + iw * s_w, mask=m_a, other=0)
         wt = tl.load(wp + o_k[:, None] * NC + o_n[None, :], mask=m_k[:, None] & m_n[None, :], other=0)  # [BK, BN]
         if GROUPED:
-            if SIGN > 0:
-                g_in = (c // gk)[:, None]
-                g_out = (o_n // gn)[None, :]
+            if INTERLEAVED:
+                g_c = (c % G)[:, None]
+                g_n = (o_n % G)[None, :]
             else:
-                g_in = (o_n // gn)[None, :]
-                g_out = (c // gk)[:, None]
+                g_c = (c // gk)[:, None]
+                g_n = (o_n // gn)[None, :]
+            if SIGN > 0:
+                g_in, g_out = g_c, g_n
+            else:
+                g_in, g_out = g_n, g_c
             keep = (g_in < g_out) if STRICT else (g_in <= g_out)
-            wt = tl.where(keep | (t != centre)[:, None], wt, 0.0)
+            wt = tl.where(keep | (t != CT)[:, None], wt, 0.0)
         if UPCAST:
             a = a.to(tl.float32)
             wt = wt.to(tl.float32)
@@ -171,20 +201,24 @@ def _conv_kernel(
     tl.store(p_out, acc.to(out.dtype.element_ty), mask=m_m[:, None] & m_n[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["H", "W", "M", "chunk"])
 def _conv_dw_kernel(
     gy,  # [B, NO, H, W] contiguous
     x,  # [B, NI, H, W], strides x_b, x_c, x_h, x_w
-    gw,  # partials [SPLIT, NO, NI, k*k] (acc dtype, zero-initialised: the masked taps stay 0)
+    gw,  # partials [SPLIT, NO, NI, KH*KW] (acc dtype, zero-initialised: the masked taps stay 0)
     gb,  # partials [SPLIT, NO] (acc dtype)
     NO,
     NI,
     H,
     W,
     T,
-    k,
+    KHW,  # KH * KW, the taps of one (co, ci) kernel
+    KW,
     P,
-    gi,  # channels per colour group along NI and NO (GROUPED)
+    DY0,
+    CT,
+    G,
+    gi,  # channels per colour group along NI and NO (GROUPED, blocked)
     go,
     M,  # B * H * W
     chunk,  # pixels per split, a multiple of BM
@@ -195,6 +229,7 @@ def _conv_dw_kernel(
     NEED_W: tl.constexpr,
     NEED_B: tl.constexpr,
     GROUPED: tl.constexpr,
+    INTERLEAVED: tl.constexpr,
     STRICT: tl.constexpr,
     UPCAST: tl.constexpr,
     ACC64: tl.constexpr,
@@ -205,15 +240,15 @@ def _conv_dw_kernel(
 ):
     # grid: (NO / BN, T*NI / BC, SPLIT); the columns j = t * NI + c are (tap, input channel) pairs
     i_n, i_j, i_s = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64), tl.program_id(2).to(tl.int64)
-    HW = H * W
+    HW = H.to(tl.int64) * W
     o_n = i_n * BN + tl.arange(0, BN).to(tl.int64)  # output channels
     o_j = i_j * BC + tl.arange(0, BC).to(tl.int64)
     m_n = o_n < NO
     m_j = o_j < T * NI
     t = o_j // NI
     c = o_j - t * NI
-    kh = t // k
-    kw = t - kh * k
+    kh = t // KW
+    kw = t - kh * KW
     acc_dt = tl.float64 if ACC64 else tl.float32
     acc = tl.zeros((BN, BC), dtype=acc_dt)
     acc_b = tl.zeros((BN,), dtype=acc_dt)
@@ -231,7 +266,7 @@ def _conv_dw_kernel(
         if NEED_B:
             acc_b += tl.sum(g.to(acc_dt), axis=1)
         if NEED_W:
-            ih = (rem // W)[:, None] + (kh - P)[None, :]  # [BM, BC]
+            ih = (rem // W)[:, None] + (kh + DY0)[None, :]  # [BM, BC]
             iw = (rem % W)[:, None] + (kw - P)[None, :]
             m_a = m_m[:, None] & m_j[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
             a = tl.load(x + b[:, None] * x_b + c[None, :] * x_c + ih * x_h + iw * x_w, mask=m_a, other=0)
@@ -240,39 +275,59 @@ def _conv_dw_kernel(
             acc = tl.dot(g, a.to(g.dtype), acc, input_precision=PREC, out_dtype=acc.dtype)
     if NEED_W:
         if GROUPED:
-            g_in = (c // gi)[None, :]
-            g_out = (o_n // go)[:, None]
+            if INTERLEAVED:
+                g_in = (c % G)[None, :]
+                g_out = (o_n % G)[:, None]
+            else:
+                g_in = (c // gi)[None, :]
+                g_out = (o_n // go)[:, None]
             keep = (g_in < g_out) if STRICT else (g_in <= g_out)
-            acc = tl.where(keep | (t != P * k + P)[None, :], acc, 0.0)
-        p_w = gw + ((i_s * NO + o_n[:, None]) * NI + c[None, :]) * (k * k) + t[None, :]
+            acc = tl.where(keep | (t != CT)[None, :], acc, 0.0)
+        p_w = gw + ((i_s * NO + o_n[:, None]) * NI + c[None, :]) * KHW + t[None, :]
         tl.store(p_w, acc, mask=m_n[:, None] & m_j[None, :])
     if NEED_B:
         tl.store(gb + i_s * NO + o_n, acc_b, mask=m_n & (i_j == 0))
 
 
+def _groups(kc: int, nc: int, color_groups: int, color_layout: str) -> tuple:
+    """The kernels' colour-group arguments (G, channels per group along KC and NC) and their constexprs."""
+    inter = color_layout == "interleaved"
+    sizes = (1, 1) if inter else (max(kc // color_groups, 1), max(nc // color_groups, 1))
+    return (color_groups, *sizes), dict(GROUPED=color_groups > 1, INTERLEAVED=inter)
+
+
 def plan_conv(
-    src, weight, bias, mask_type: str, color_groups: int, transposed: bool, config: str | None, precision: str
+    src,
+    weight,
+    bias,
+    mask_type: str,
+    color_groups: int,
+    transposed: bool,
+    config: str | None,
+    precision: str,
+    color_layout: str = "blocked",
 ) -> tuple[Launch, torch.Tensor]:
     """The forward (transposed=False: src = x) or grad_x (transposed=True: src = grad_out) convolution: the
     launch and its output [B, NC, H, W]. config None picks one (CONV_CONFIGS, or one tile under the interpreter)."""
     B, KC, H, W = src.shape
-    c_out, c_in, k, _ = weight.shape
+    c_out, c_in, kh, kw = weight.shape
     NC = c_in if transposed else c_out
-    T, P = n_taps(k, mask_type, color_groups), k // 2
-    # [k, k, KC, NC] -> the T kept taps, [T * KC, NC], N contiguous for the B tile of tl.dot
+    T, DY0, CT = tap_layout(kh, kw, mask_type, color_groups)
+    # [kh, kw, KC, NC] -> the T kept taps, [T * KC, NC], N contiguous for the B tile of tl.dot
     wk = weight.permute(2, 3, 0, 1) if transposed else weight.permute(2, 3, 1, 0)
-    wp = wk.reshape(k * k * KC, NC)[: T * KC].contiguous()
+    wp = wk.reshape(kh * kw * KC, NC)[: T * KC].contiguous()
     out = torch.empty(B, NC, H, W, dtype=src.dtype, device=src.device)
     if config is None and interpreting() and src.device.type == "cpu":
         cfg = _interp_conv_config(B * H * W, NC, T * KC)
     else:
         cfg = CONV_CONFIGS[config or conv_config(src.dtype, NC)]
     grid = (triton.cdiv(B * H * W, cfg["BM"]), triton.cdiv(NC, cfg["BN"]))
-    args = (src, wp, bias if bias is not None else wp, out, B, H, W, KC, NC, T, k, P)
-    args += (KC // color_groups, NC // color_groups, *src.stride())
+    g_args, g_meta = _groups(KC, NC, color_groups, color_layout)
+    args = (src, wp, bias if bias is not None else wp, out, B, H, W, KC, NC, T, kw, kw // 2, DY0, CT)
+    args += (*g_args, *src.stride())
     meta = dict(
         SIGN=-1 if transposed else 1,
-        GROUPED=color_groups > 1,
+        **g_meta,
         STRICT=mask_type == "A",
         HAS_BIAS=bias is not None,
         **kernel_flags(src.dtype, precision),
@@ -282,34 +337,47 @@ def plan_conv(
 
 
 def plan_conv_dw(
-    gy, x, weight, mask_type: str, color_groups: int, need_w: bool, need_b: bool, config: str | None, precision: str
+    gy,
+    x,
+    weight,
+    mask_type: str,
+    color_groups: int,
+    need_w: bool,
+    need_b: bool,
+    config: str | None,
+    precision: str,
+    color_layout: str = "blocked",
 ) -> tuple[Launch, torch.Tensor, torch.Tensor]:
-    """grad_weight / grad_bias: the launch and its fp32 (fp64) partials [SPLIT, NO, NI, k*k] and [SPLIT, NO],
-    which the launcher sums. config None picks one (DW_CONFIGS, or one tile under the interpreter)."""
+    """grad_weight / grad_bias: the launch and its fp32 (fp64) partials [SPLIT, NO, NI, kh*kw] and [SPLIT, NO],
+    which the launcher sums. config None picks one (DW_CONFIGS, or one tile under the interpreter).
+    A weight whose mask keeps no tap (k = 1, "A") still launches for grad_bias; its grad_weight stays zero."""
     B, NI, H, W = x.shape
-    NO, _, k, _ = weight.shape
-    T, P = n_taps(k, mask_type, color_groups), k // 2
+    NO, _, kh, kw = weight.shape
+    T, DY0, CT = tap_layout(kh, kw, mask_type, color_groups)
     M = B * H * W
     if config is None and interpreting() and x.device.type == "cpu":
         cfg = dict(BN=pow2(NO, 16, 128), BC=pow2(T * NI, 16, 512), BM=pow2(M, 16, 1024), num_warps=4, num_stages=1)
     else:
         cfg = DW_CONFIGS[config or _kind(x.dtype)]
-    n_j = triton.cdiv(T * NI, cfg["BC"]) if need_w else 1
+    run_w = need_w and T * NI > 0
+    n_j = triton.cdiv(T * NI, cfg["BC"]) if run_w else 1
     base = n_j * triton.cdiv(NO, cfg["BN"])
     steps = max(triton.cdiv(M, cfg["BM"]), 1)
-    split = max(1, min(triton.cdiv(TARGET_PROGRAMS, base), steps))
+    split = max(1, min(triton.cdiv(TARGET_PROGRAMS, max(base, 1)), steps))
     chunk = triton.cdiv(steps, split) * cfg["BM"]
     split = max(triton.cdiv(M, chunk), 1)
     acc_dt = torch.float64 if x.dtype == torch.float64 else torch.float32
-    gw = torch.zeros(split, NO, NI, k * k, dtype=acc_dt, device=x.device) if need_w else gy.new_empty(0)
+    gw = torch.zeros(split, NO, NI, kh * kw, dtype=acc_dt, device=x.device) if need_w else gy.new_empty(0)
     gb = torch.zeros(split, NO, dtype=acc_dt, device=x.device) if need_b else gy.new_empty(0)
-    grid = (triton.cdiv(NO, cfg["BN"]), n_j, split)
-    args = (gy, x, gw if need_w else gb, gb if need_b else gw, NO, NI, H, W, T, k, P)
-    args += (NI // color_groups, NO // color_groups, M, chunk, *x.stride())
+    # nothing to launch when only a grad_weight of no kept taps is asked for (the zeros above are the answer)
+    grid = (triton.cdiv(NO, cfg["BN"]), n_j, split if (run_w or need_b) else 0)
+    g_args, g_meta = _groups(NI, NO, color_groups, color_layout)
+    args = (gy, x, gw if need_w else gb, gb if need_b else gw, NO, NI, H, W, T, kh * kw, kw, kw // 2, DY0, CT)
+    args += (*g_args, M, chunk, *x.stride())
     meta = dict(
-        NEED_W=need_w,
+        NEED_W=run_w,
         NEED_B=need_b,
-        GROUPED=color_groups > 1,
+        **g_meta,
         STRICT=mask_type == "A",
         **kernel_flags(x.dtype, precision),
         **cfg,
@@ -317,10 +385,13 @@ def plan_conv_dw(
     return Launch(_conv_dw_kernel, grid, args, meta), gw, gb
 
 
-def masked_conv2d(x, weight, bias, mask_type: str, color_groups: int, _config: str | None = None) -> torch.Tensor:
-    """The forward launcher (inputs already checked): [B, C_in, H, W] (any layout), weight [C_out, C_in, k, k]
+def masked_conv2d(
+    x, weight, bias, mask_type: str, color_groups: int, color_layout: str = "blocked", _config: str | None = None
+) -> torch.Tensor:
+    """The forward launcher (inputs already checked): [B, C_in, H, W] (any layout), weight [C_out, C_in, kh, kw]
     -> contiguous [B, C_out, H, W]. ``_config`` overrides the configuration (CONV_CONFIGS)."""
-    p, out = plan_conv(x, weight, bias, mask_type, color_groups, False, _config, dot_precision(x.dtype, x.device))
+    prec = dot_precision(x.dtype, x.device, tf32=conv_tf32())
+    p, out = plan_conv(x, weight, bias, mask_type, color_groups, False, _config, prec, color_layout)
     launch(p)
     return out
 
@@ -332,24 +403,26 @@ def masked_conv2d_backward(
     mask_type: str,
     color_groups: int,
     output_mask: list[bool],
+    color_layout: str = "blocked",
     _config: str | None = None,
     _dw_config: str | None = None,
 ):
     """The backward launcher (inputs already checked): (grad_x, grad_weight, grad_bias) of masked_conv2d;
     entries not asked for in output_mask are empty."""
     gy = grad_out.contiguous()
-    prec = dot_precision(x.dtype, x.device)
+    prec = dot_precision(x.dtype, x.device, tf32=conv_tf32())
     # each unused entry its own empty tensor: outputs may not alias each other
     gx, gw, gb = gy.new_empty(0), gy.new_empty(0), gy.new_empty(0)
     if output_mask[0]:
-        p, gx = plan_conv(gy, weight, None, mask_type, color_groups, True, _config, prec)
+        p, gx = plan_conv(gy, weight, None, mask_type, color_groups, True, _config, prec, color_layout)
         launch(p)
     if output_mask[1] or output_mask[2]:
         need_w, need_b = output_mask[1], output_mask[2]
-        p, gw_part, gb_part = plan_conv_dw(gy, x, weight, mask_type, color_groups, need_w, need_b, _dw_config, prec)
+        p, gw_part, gb_part = plan_conv_dw(
+            gy, x, weight, mask_type, color_groups, need_w, need_b, _dw_config, prec, color_layout
+        )
         launch(p)
-        NO, NI, k, _ = weight.shape
-        gw = gw_part.sum(0).view(NO, NI, k, k).to(x.dtype) if need_w else x.new_empty(0)
+        gw = gw_part.sum(0).view(weight.shape).to(x.dtype) if need_w else x.new_empty(0)
         gb = gb_part.sum(0).to(x.dtype) if need_b else x.new_empty(0)
     return gx, gw, gb
 
@@ -362,9 +435,10 @@ def masked_conv2d_op(
     bias: Optional[torch.Tensor],  # noqa: UP045
     mask_type: str,
     color_groups: int,
+    color_layout: str = "blocked",
 ) -> torch.Tensor:
-    check(x, weight, bias, mask_type, color_groups)
-    return masked_conv2d(x, weight, bias, mask_type, color_groups)
+    check(x, weight, bias, mask_type, color_groups, color_layout)
+    return masked_conv2d(x, weight, bias, mask_type, color_groups, color_layout)
 
 
 @torch.library.custom_op("spn_triton::masked_conv2d_backward", mutates_args=())
@@ -375,9 +449,10 @@ def masked_conv2d_backward_op(
     mask_type: str,
     color_groups: int,
     output_mask: list[bool],
+    color_layout: str = "blocked",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    check_backward(grad_out, x, weight, mask_type, color_groups, output_mask)
-    return masked_conv2d_backward(grad_out, x, weight, mask_type, color_groups, output_mask)
+    check_backward(grad_out, x, weight, mask_type, color_groups, output_mask, color_layout)
+    return masked_conv2d_backward(grad_out, x, weight, mask_type, color_groups, output_mask, color_layout)
 
 
 masked_conv2d_op.register_fake(fake)

@@ -14,8 +14,8 @@ check = check_step
 # The fake kernel lets the op trace under torch.compile(fullgraph=True) and FakeTensor mode: shapes and dtypes
 # only (the cache is written in place). triton.py registers it for torch.ops.spn_triton.masked_conv2d_step too.
 @torch.library.register_fake("spn::masked_conv2d_step")
-def fake(cache, x_new, weight, bias, row, col, mask_type, color_groups):
-    check(cache, x_new, weight, bias, row, col, mask_type, color_groups)
+def fake(cache, x_new, weight, bias, row, col, mask_type, color_groups, color_layout="blocked"):
+    check(cache, x_new, weight, bias, row, col, mask_type, color_groups, color_layout)
     B, _, _, W = cache.shape
     if mask_type == "V":
         return cache.new_empty(B, weight.shape[0], W)
@@ -32,12 +32,14 @@ def masked_conv2d_step(
     mask_type: str = "B",
     color_groups: int = 1,
     *,
+    color_layout: str = "blocked",
     backend: str | None = None,
 ) -> torch.Tensor:
     """Cached incremental masked_conv2d. cache [B, C_in, H, W] is the layer's input map (zeros where
     nothing is known yet); x_new, if given, is written first ([B, C_in] at (row, col), or [B, C_in, W] as
-    row `row` for mask "V"). Returns the output at (row, col) [B, C_out] (mask "V": row `row`, [B, C_out, W])."""
-    args = (cache, x_new, weight, bias, row, col, mask_type, color_groups)
+    row `row` for mask "V"). Returns the output at (row, col) [B, C_out] (mask "V": row `row`, [B, C_out, W]).
+    weight, mask_type, color_groups and color_layout are those of masked_conv2d (every kernel shape)."""
+    args = (cache, x_new, weight, bias, row, col, mask_type, color_groups, color_layout)
     impl = choose(backend, cache.device, "masked_conv2d_step")
     if impl == CPP:  # the C++ kernel checks the rest (csrc/checks.h)
         check_devices(cache, "cache", x_new=x_new, weight=weight, bias=bias)
@@ -45,7 +47,7 @@ def masked_conv2d_step(
     if impl == TRITON:  # so does the Triton op
         return _triton_op()(*args)
     check(*args)
-    return masked_conv2d_step_ref(*args)
+    return masked_conv2d_step_ref(*args[:-1], color_layout=color_layout)
 
 
 def _triton_op():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..masked_conv2d.ref import conv_mask
+from ..masked_conv2d.ref import conv_mask, square_weight
 
 
 def masked_conv2d_step_ref(
@@ -19,6 +19,8 @@ def masked_conv2d_step_ref(
     col: int,
     mask_type: str = "B",
     color_groups: int = 1,
+    *,
+    color_layout: str = "blocked",
 ) -> torch.Tensor:
     """One cached step of masked_conv2d, as used by the sampler.
 
@@ -30,7 +32,7 @@ def masked_conv2d_step_ref(
         cache: [B, C_in, H, W], modified in place when x_new is given.
         x_new: None, or the new input written before the output is computed: [B, C_in] at (row, col) for
             "A"/"B"; [B, C_in, W] as the whole row `row` for "V".
-        weight: [C_out, C_in, k, k]; bias: [C_out] or None.
+        weight: [C_out, C_in, kh, kw], any kernel shape of masked_conv2d; bias: [C_out] or None.
         row, col: the output position; col is ignored for "V".
     Returns:
         "A"/"B": [B, C_out], equal to masked_conv2d(cache)[:, :, row, col].
@@ -38,14 +40,17 @@ def masked_conv2d_step_ref(
     """
     k = weight.shape[-1]
     p = k // 2
+    kernel_size = tuple(weight.shape[2:])
     if x_new is not None:
         if mask_type == "V":
             cache[:, :, row, :] = x_new
         else:
             cache[:, :, row, col] = x_new
     c_out, c_in = weight.shape[:2]
-    mask = conv_mask(c_out, c_in, k, mask_type, color_groups, weight.dtype, weight.device)
-    w = (weight * mask)[:, :, : p + 1]  # rows below the centre are always masked
+    mask = conv_mask(
+        c_out, c_in, kernel_size, mask_type, color_groups, weight.dtype, weight.device, color_layout=color_layout
+    )
+    w = square_weight(weight * mask)[:, :, : p + 1]  # rows below the centre are always masked
     r0 = max(row - p, 0)
     slab = F.pad(cache[:, :, r0 : row + 1], (0, 0, p - (row - r0), 0))  # [B, C_in, p+1, W]
     if mask_type == "V":

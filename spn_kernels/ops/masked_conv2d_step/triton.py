@@ -8,8 +8,12 @@ masked_conv2d/triton.py). Programs do not wait for each other's cache write: a t
 being written reads x_new itself instead of the cache, so the result never depends on program order.
 
 The kernel mutates the cache, so it is never autotuned (a benchmark re-run would write it again); its
-configuration comes from a fixed table. It reads the weight in its own [C_out, C_in, k, k] layout and
+configuration comes from a fixed table. It reads the weight in its own [C_out, C_in, kh, kw] layout and
 masks the grouped centre tap in registers, so a step launches exactly one kernel and copies nothing.
+
+Precision: fp32 tiles are always exact ("ieee", never TF32; see dot_precision), as in the CUDA C++ step.
+Specialisation: B, row and col0 are do_not_specialize, so sampling compiles one variant, not one per
+(row, col) class (== 1, divisible by 16); the cache offset row * c_h is int64.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import triton
 import triton.language as tl
 
 from ..._triton_launch import Launch, dot_precision, interpreting, launch, pow2
-from ..masked_conv2d.triton import kernel_flags, n_taps
+from ..masked_conv2d.triton import _groups, kernel_flags, tap_layout
 from .op import check, fake
+
+# A step's fp32 tiles are exact (dot_precision explains why).
+STEP_TF32 = False
 
 # GPU configurations, chosen by reasoning for Hopper; benchmarks/gpu_check.py times them.
 # A step is latency-bound: B=16 pixels x C_out=128 is far too little work to fill 132 SMs, so the tiles are
@@ -43,11 +50,11 @@ def step_config(dtype: torch.dtype, mask_type: str) -> str:
     return f"{name}-f64" if dtype == torch.float64 else name
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["B", "row", "col0"])
 def _conv_step_kernel(
     cache,  # [B, KC, H, W], strides c_b, c_c, c_h, c_w; written at (row, col) / row `row`
     xn,  # x_new [B, KC] or [B, KC, W] (V), strides n_b, n_c, n_w (n_w = 0 for A/B)
-    w,  # weight [NC, KC, k, k], strides w_o, w_i, w_h, w_w
+    w,  # weight [NC, KC, kh, KW], strides w_o, w_i, w_h, w_w
     bias,  # [NC] (HAS_BIAS)
     out,  # [B, NC, NPIX] contiguous
     B,
@@ -55,11 +62,14 @@ def _conv_step_kernel(
     NC,
     W,
     T,
-    k,
+    KW,
     P,
+    DY0,  # image row offset of weight row 0
+    CT,  # raster index of the centre tap (GROUPED)
     row,
     col0,  # the first output column: col (A/B), 0 (V)
     NPIX,  # output pixels per image: 1 (A/B), W (V)
+    G,
     gk,
     gn,
     c_b,
@@ -76,6 +86,7 @@ def _conv_step_kernel(
     IS_V: tl.constexpr,
     HAS_NEW: tl.constexpr,
     GROUPED: tl.constexpr,
+    INTERLEAVED: tl.constexpr,
     STRICT: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -86,9 +97,10 @@ def _conv_step_kernel(
     BK: tl.constexpr,
 ):
     i_n, i_m = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
+    row64 = row.to(tl.int64)
     o_m = i_m * BM + tl.arange(0, BM).to(tl.int64)  # (image, pixel) pairs
     o_n = i_n * BN + tl.arange(0, BN).to(tl.int64)  # output channels
-    m_m = o_m < B * NPIX
+    m_m = o_m < B.to(tl.int64) * NPIX
     m_n = o_n < NC
     b = o_m // NPIX
     ow = col0 + o_m % NPIX
@@ -101,7 +113,7 @@ def _conv_step_kernel(
                 o_k = c0 + tl.arange(0, BK).to(tl.int64)
                 m_w = m_m[:, None] & (o_k < KC)[None, :]
                 v = tl.load(p_new + o_k[None, :] * n_c, mask=m_w)
-                tl.store(p_cache + o_k[None, :] * c_c + row * c_h, v, mask=m_w)
+                tl.store(p_cache + o_k[None, :] * c_c + row64 * c_h, v, mask=m_w)
     acc = tl.zeros((BM, BN), dtype=tl.float64 if ACC64 else tl.float32)
     KT = T * KC
     for k0 in range(0, KT, BK):
@@ -109,27 +121,31 @@ def _conv_step_kernel(
         m_k = o_k < KT
         t = o_k // KC
         c = o_k - t * KC
-        kh = t // k
-        kw = t - kh * k
-        ih = row + kh - P  # [BK], <= row: the kept taps never reach below the centre row
+        kh = t // KW
+        kw = t - kh * KW
+        ih = row64 + kh + DY0  # [BK], <= row: the kept taps never reach below the centre row
         iw = ow[:, None] + (kw - P)[None, :]  # [BM, BK]
         m_a = m_m[:, None] & m_k[None, :] & (ih >= 0)[None, :] & (iw >= 0) & (iw < W)
         p_a = p_cache + (c * c_c + ih * c_h + (kw - P) * c_w)[None, :]
         if HAS_NEW:
             # the positions being written this step: read them from x_new (see the module docstring)
             if IS_V:
-                from_new = kh == P
+                from_new = ih == row64
             else:
-                from_new = (kh == P) & (kw == P)
+                from_new = (ih == row64) & (kw == P)
             p_a = tl.where(from_new[None, :], p_new + (c * n_c + (kw - P) * n_w)[None, :], p_a)
         a = tl.load(p_a, mask=m_a, other=0)  # [BM, BK]
         p_b = w + o_n[None, :] * w_o + (c * w_i + kh * w_h + kw * w_w)[:, None]
         wt = tl.load(p_b, mask=m_k[:, None] & m_n[None, :], other=0)  # [BK, BN]
         if GROUPED:
-            g_in = (c // gk)[:, None]
-            g_out = (o_n // gn)[None, :]
+            if INTERLEAVED:
+                g_in = (c % G)[:, None]
+                g_out = (o_n % G)[None, :]
+            else:
+                g_in = (c // gk)[:, None]
+                g_out = (o_n // gn)[None, :]
             keep = (g_in < g_out) if STRICT else (g_in <= g_out)
-            wt = tl.where(keep | (t != P * k + P)[:, None], wt, 0.0)
+            wt = tl.where(keep | (t != CT)[:, None], wt, 0.0)
         if UPCAST:
             a = a.to(tl.float32)
             wt = wt.to(tl.float32)
@@ -151,12 +167,13 @@ def plan(
     color_groups: int,
     config: str | None,
     precision: str,
+    color_layout: str = "blocked",
 ) -> tuple[Launch, torch.Tensor]:
     """The launch and its output [B, C_out, 1] (A/B) or [B, C_out, W] (V). config None picks one
     (STEP_CONFIGS, or one tile under the interpreter); precision: tl.dot's input precision (dot_precision)."""
     B, KC, H, W = cache.shape
-    NC, _, k, _ = weight.shape
-    T = n_taps(k, mask_type, color_groups)
+    NC, _, kh, kw = weight.shape
+    T, DY0, CT = tap_layout(kh, kw, mask_type, color_groups)
     is_v = mask_type == "V"
     npix, col0 = (W, 0) if is_v else (1, col)
     out = torch.empty(B, NC, npix, dtype=cache.dtype, device=cache.device)
@@ -172,12 +189,13 @@ def plan(
     else:
         cfg = STEP_CONFIGS[config or step_config(cache.dtype, mask_type)]
     grid = (triton.cdiv(NC, cfg["BN"]), triton.cdiv(B * npix, cfg["BM"]))
-    args = (cache, xn, weight, bias if bias is not None else weight, out, B, KC, NC, W, T, k, k // 2, row, col0, npix)
-    args += (KC // color_groups, NC // color_groups, *cache.stride(), *n_strides, *weight.stride())
+    g_args, g_meta = _groups(KC, NC, color_groups, color_layout)
+    args = (cache, xn, weight, bias if bias is not None else weight, out, B, KC, NC, W, T, kw, kw // 2, DY0, CT)
+    args += (row, col0, npix, *g_args, *cache.stride(), *n_strides, *weight.stride())
     meta = dict(
         IS_V=is_v,
         HAS_NEW=x_new is not None,
-        GROUPED=color_groups > 1,
+        **g_meta,
         STRICT=mask_type == "A",
         HAS_BIAS=bias is not None,
         **kernel_flags(cache.dtype, precision),
@@ -195,12 +213,13 @@ def masked_conv2d_step(
     col: int,
     mask_type: str,
     color_groups: int,
+    color_layout: str = "blocked",
     _config: str | None = None,
 ) -> torch.Tensor:
     """The launcher (inputs already checked): writes x_new into cache (in place, any layout), returns
     [B, C_out] (A/B) or [B, C_out, W] (V). ``_config`` overrides the configuration (STEP_CONFIGS)."""
-    prec = dot_precision(cache.dtype, cache.device)
-    p, out = plan(cache, x_new, weight, bias, row, col, mask_type, color_groups, _config, prec)
+    prec = dot_precision(cache.dtype, cache.device, tf32=STEP_TF32)
+    p, out = plan(cache, x_new, weight, bias, row, col, mask_type, color_groups, _config, prec, color_layout)
     launch(p)
     return out if mask_type == "V" else out.view(cache.shape[0], weight.shape[0])
 
@@ -216,9 +235,10 @@ def masked_conv2d_step_op(
     col: int,
     mask_type: str,
     color_groups: int,
+    color_layout: str = "blocked",
 ) -> torch.Tensor:
-    check(cache, x_new, weight, bias, row, col, mask_type, color_groups)
-    return masked_conv2d_step(cache, x_new, weight, bias, row, col, mask_type, color_groups)
+    check(cache, x_new, weight, bias, row, col, mask_type, color_groups, color_layout)
+    return masked_conv2d_step(cache, x_new, weight, bias, row, col, mask_type, color_groups, color_layout)
 
 
 masked_conv2d_step_op.register_fake(fake)
