@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -166,7 +164,9 @@ class MaskedConv2d(nn.Conv2d):
         if taps_r[0] == taps_r[-1] == 0:
             r_lo, r_hi = 0, 0
         elif taps_r[-1] <= 0:
-            r_lo, r_hi = -p, 0 if taps_r[-1] == 0 else -1
+            # rows strictly above: the (k//2, k) shape, except at k = 3, where (1, 3) means the centre row, so the
+            # weight gets a zero centre row instead
+            r_lo, r_hi = -p, 0 if taps_r[-1] == 0 or p == 1 else -1
         else:
             r_lo, r_hi = -p, p
         w = self.weight
@@ -265,65 +265,13 @@ def _color_groups(c: int, g: int, layout: str) -> torch.Tensor:
     return idx % g if layout == "interleaved" else idx // (c // g)
 
 
-# ---- Masked-kernel shapes and colour layouts the ops do not take yet ------------------------------------------
-# The two functions below are the only place the module calls the ops. Today's ops take square kernels with
-# blocked colour groups; for (1, k), (k//2+1, k), (k//2, k) and the interleaved layout they compute the same
-# result with F.conv2d on the masked weight (the mask from _contract_mask, the ops' mask definition). Once the
-# ops take every shape and layout, each body becomes the one op call.
-def _op_takes(weight: torch.Tensor, color_groups: int, color_layout: str) -> bool:
-    kh, kw = weight.shape[-2:]
-    return kh == kw and (color_layout == "blocked" or color_groups == 1)
-
-
-def _contract_mask(weight: torch.Tensor, mask_type: str, color_groups: int, color_layout: str) -> torch.Tensor:
-    """The mask of a masked-kernel weight [C_out, C_in, kh, kw]: its rows of the square kw x kw mask."""
-    return _contract_mask_cached(
-        tuple(weight.shape), mask_type, color_groups, color_layout, weight.dtype, weight.device
-    )
-
-
-@functools.lru_cache(maxsize=64)
-def _contract_mask_cached(shape, mask_type, color_groups, color_layout, dtype, device) -> torch.Tensor:
-    c_out, c_in, kh, kw = shape
-    r_lo, r_hi = _row_offsets(kh, kw)
-    p = kw // 2
-    m = _tap_mask(
-        c_out, c_in, list(range(r_lo, r_hi + 1)), list(range(-p, p + 1)), mask_type, color_groups, color_layout
-    )
-    return m.to(device=device, dtype=dtype)
-
-
 def _masked_conv2d_contract(x, weight, bias, mask_type, color_groups, color_layout, backend) -> torch.Tensor:
-    """masked_conv2d(x, weight, bias, mask_type, color_groups, color_layout=..., backend=...): same-size output,
-    weight one of the masked-kernel shapes."""
-    if _op_takes(weight, color_groups, color_layout):
-        return masked_conv2d(x, weight, bias, mask_type, color_groups, backend=backend)
-    kh, kw = weight.shape[-2:]
-    r_lo, r_hi = _row_offsets(kh, kw)
-    p = kw // 2
-    w = weight * _contract_mask(weight, mask_type, color_groups, color_layout)
-    return F.conv2d(F.pad(x, (p, p, -r_lo, r_hi)), w, bias)
+    return masked_conv2d(x, weight, bias, mask_type, color_groups, color_layout=color_layout, backend=backend)
 
 
 def _masked_conv2d_step_contract(
     cache, x_new, weight, bias, row, col, mask_type, color_groups, color_layout, backend
 ) -> torch.Tensor:
-    """masked_conv2d_step(cache, x_new, weight, bias, row, col, mask_type, color_groups, color_layout=...,
-    backend=...): the output at (row, col) [B, C_out] (mask "V": row `row`, [B, C_out, W])."""
-    if _op_takes(weight, color_groups, color_layout):
-        return masked_conv2d_step(cache, x_new, weight, bias, row, col, mask_type, color_groups, backend=backend)
-    if x_new is not None:
-        if mask_type == "V":
-            cache[:, :, row, :] = x_new
-        else:
-            cache[:, :, row, col] = x_new
-    kh, kw = weight.shape[-2:]
-    r_lo, r_hi = _row_offsets(kh, kw)
-    p = kw // 2
-    w = weight * _contract_mask(weight, mask_type, color_groups, color_layout)
-    H, W = cache.shape[-2:]
-    top, bot = row + r_lo, row + r_hi + 1
-    slab = F.pad(cache[:, :, max(top, 0) : min(bot, H)], (p, p, max(-top, 0), max(bot - H, 0)))
-    if mask_type == "V":
-        return F.conv2d(slab, w, bias)[:, :, 0]
-    return F.conv2d(slab[..., col : col + kw], w, bias)[:, :, 0, 0]
+    return masked_conv2d_step(
+        cache, x_new, weight, bias, row, col, mask_type, color_groups, color_layout=color_layout, backend=backend
+    )

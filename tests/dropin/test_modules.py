@@ -152,3 +152,13 @@ def test_down_shift():
     x = torch.randn(2, 3, 4, 5)
     want = torch.cat([torch.zeros(2, 3, 1, 5), x[:, :, :-1]], 2)
     assert torch.equal(sk.down_shift(x), want) and torch.equal(sk.DownShift()(x), want)
+
+
+@pytest.mark.parametrize("kernel, padding", [((1, 3), (1, 1)), ((1, 5), (1, 2)), ((2, 3), (2, 1))],
+                         ids=["row-above-k3", "row-above-k5", "vstack-k3-nn-padding"])  # fmt: skip
+def test_rows_strictly_above_through_the_op(kernel, padding):
+    # the kernel sits wholly above the output pixel: every tap is kept, so it is nn.Conv2d with that padding
+    torch.manual_seed(0)
+    m = sk.MaskedConv2d(4, 5, kernel, padding=padding).double()
+    x = torch.randn(2, 4, 6, 7, dtype=torch.float64)
+    torch.testing.assert_close(m(x), F.conv2d(x, m.weight, m.bias, padding=padding), rtol=0, atol=1e-12)
