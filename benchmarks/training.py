@@ -3,6 +3,9 @@ same model with backend="torch" (pure-PyTorch references), timed side by side in
 
     python -m benchmarks.training            # the CPU preset `cpu_demo`, batch 16
     python -m benchmarks.training --quick    # fewer rounds
+    python -m benchmarks.training --preset cpu_demo,cpu_tiny,demo-recipe --batch 32   # one row per model
+
+"demo-recipe" is the model `spn demo` trains (spn.demo.RECIPE: cpu_demo with its overrides).
 
 On a GPU, `benchmarks.gpu_check` calls `rows(device="cuda", ...)` with ImageNet-32/64-like presets in bf16.
 """
@@ -46,7 +49,12 @@ def rows(
     **overrides,
 ) -> list[dict]:
     """ms/step and images/s of backend=None (the kernels) and backend="torch", with identical weights/data."""
-    cfg = configs.get(preset, **overrides)
+    if preset == "demo-recipe":
+        from spn.demo import RECIPE
+
+        cfg = dataclasses.replace(RECIPE.model_config(), **overrides)
+    else:
+        cfg = configs.get(preset, **overrides)
     torch.manual_seed(0)
     fast = SPN(dataclasses.replace(cfg, backend=None)).to(device)
     ref = SPN(dataclasses.replace(cfg, backend="torch")).to(device)
@@ -88,10 +96,15 @@ def table(rs: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer timing rounds")
-    ap.add_argument("--preset", default="cpu_demo", help="a preset name from spn.configs")
+    ap.add_argument("--preset", default="cpu_demo", help="comma-separated preset names (spn.configs) or demo-recipe")
     ap.add_argument("--batch", type=int, default=16)
     args = ap.parse_args()
-    print(table(rows(args.preset, args.batch, rounds=3 if args.quick else 7)))
+    import os
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load {os.getloadavg()[0]:.2f}")
+    rs = [r for p in args.preset.split(",") for r in rows(p.strip(), args.batch, rounds=3 if args.quick else 7)]
+    print(table(rs))
+    print(f"load at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
