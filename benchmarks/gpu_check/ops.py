@@ -58,27 +58,31 @@ def slices_case(device, B, C, H, s, dtype, be, cost_s=2.0) -> Case:
 
 
 # ---------------------------------------------------------------- masked_conv2d
-def _conv(x, w, b, gy, mt, g, be):
+def _conv(x, w, b, gy, mt, g, be, layout="blocked"):
     x, w, b = (t.detach().clone().requires_grad_() for t in (x, w, b))
-    y = sk.masked_conv2d(x, w, b, mt, g, backend=be)
+    y = sk.masked_conv2d(x, w, b, mt, g, color_layout=layout, backend=be)
     return (y, *torch.autograd.grad(y, (x, w, b), gy))
 
 
 def conv_case(device, B, Ci, Co, H, k, mt, g, dtype, be, precision="exact", cost_s=4.0) -> Case:
-    what = f"conv fwd+bwd B={B} {Ci}->{Co} {H}x{H} k={k} {mt} g={g}"
+    """k: an int (a k x k kernel) or (kh, kw), the gated-PixelCNN rows; g < 0 means |g| interleaved groups."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    layout, g = ("interleaved", -g) if g < 0 else ("blocked", g)
+    inter = " interleaved" if layout == "interleaved" else ""
+    what = f"conv fwd+bwd B={B} {Ci}->{Co} {H}x{H} k={kh}x{kw} {mt} g={g}{inter}"
 
     def run():
         x = torch.randn(B, Ci, H, H, device=device).to(dtype)
-        w = (torch.randn(Co, Ci, k, k, device=device) / (Ci * k)).to(dtype)
+        w = (torch.randn(Co, Ci, kh, kw, device=device) / (Ci * kw)).to(dtype)
         b = torch.randn(Co, device=device).to(dtype)
         gy = torch.randn(B, Co, H, H, device=device).to(dtype)
-        ref = _conv(x, w, b, gy, mt, g, "torch")  # exact fp32: every check starts with TF32 off
-        ref64 = _conv(x.double(), w.double(), b.double(), gy.double(), mt, g, "torch")
+        ref = _conv(x, w, b, gy, mt, g, "torch", layout)  # exact fp32: every check starts with TF32 off
+        ref64 = _conv(x.double(), w.double(), b.double(), gy.double(), mt, g, "torch", layout)
         if precision == "exact":
-            return compare(what, be, dtype, precision, zip(_conv(x, w, b, gy, mt, g, be), ref, ref64))
-        mag64 = _conv(*_abs(x.double(), w.double(), b.double(), gy.double()), mt, g, "torch")
+            return compare(what, be, dtype, precision, zip(_conv(x, w, b, gy, mt, g, be, layout), ref, ref64))
+        mag64 = _conv(*_abs(x.double(), w.double(), b.double(), gy.double()), mt, g, "torch", layout)
         with fp32_mode("tf32"):
-            got = _conv(x, w, b, gy, mt, g, be)
+            got = _conv(x, w, b, gy, mt, g, be, layout)
         return compare(what, be, dtype, precision, zip(got, ref, ref64, mag64))
 
     tier = 0 if precision == "exact" else 2
@@ -174,7 +178,11 @@ def cases(device: torch.device, tiny: bool) -> list[Case]:
             (2, 8, 8, 8, 3, "B", 4, (F32,)),
             (2, 3, 16, 7, 3, "AV", 1, (F32,)),
             (1, 8, 16, 6, 5, "BV", 1, (F32,)),
-            (2, 4, 6, 5, 1, "BV", 1, (F32,)),
+            (2, 4, 6, 5, 1, "ABV", 1, (F32,)),
+            (2, 8, 8, 7, (1, 5), "AB", 1, (F32,)),  # gated PixelCNN rows: horizontal stack
+            (2, 8, 8, 7, (3, 5), "V", 1, (F32,)),  # vertical stack, rows through the centre
+            (2, 8, 8, 7, (2, 5), "V", 1, (F32,)),  # vertical stack, rows strictly above
+            (2, 10, 10, 6, 3, "AB", -3, (F32,)),  # interleaved colour groups, 4/3/3
         ]
     else:
         convs = [
@@ -185,6 +193,9 @@ def cases(device: torch.device, tiny: bool) -> list[Case]:
             (8, 128, 128, 64, 5, "B", 1, (F32, BF16)),
             (3, 24, 40, 17, 3, "ABV", 1, (F32,)),
             (16, 128, 128, 32, 1, "ABV", 1, (F32,)),
+            (32, 128, 128, 32, (1, 7), "AB", 1, (F32, BF16)),
+            (32, 128, 128, 32, (4, 7), "V", 1, (F32, BF16)),
+            (32, 120, 120, 32, 5, "AB", -3, (F32,)),
         ]
     for B, Ci, Co, H, k, masks, g, dts in convs:
         for mt in masks:
