@@ -161,6 +161,8 @@ class SPN(nn.Module):
         slices per image uniformly at random and scales their negative log-likelihood by M/m (M modelled
         slices): an unbiased estimate of the full loss at m/M of the cost."""
         x = self.check_image(x)
+        if x.shape[0] == 0:
+            raise ValueError(f"loss: x {tuple(x.shape)} holds no images; the mean loss of an empty batch is undefined")
         cfg = self.config
         low, high = self.split_bits(x)
         B, M = x.shape[0], cfg.num_slices - cfg.first_slice

@@ -32,6 +32,13 @@ def test_bad_images(model, x, match):
             fn(x)
 
 
+def test_empty_batch(model):
+    x = torch.zeros(0, 1, 4, 4, dtype=torch.int64)
+    assert model.log_prob(x).shape == (0,) and model.bits_per_dim(x).shape == (0,)  # per image: nothing to score
+    with pytest.raises(ValueError, match="no images"):
+        model.loss(x)  # a mean over no images
+
+
 def test_bad_slices_per_step(model):
     with pytest.raises(ValueError, match="slices_per_step"):
         model.loss(torch.zeros(1, 1, 4, 4, dtype=torch.int64), slices_per_step=5)
