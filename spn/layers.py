@@ -24,15 +24,6 @@ def gate(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     return torch.tanh(a) * torch.sigmoid(b)
 
 
-def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """A 1x1 convolution applied to a pixel vector [B, C_in] or a row [B, C_in, W] (channels on dim 1)."""
-    w = conv.weight[:, :, 0, 0]  # [C_out, C_in]
-    if x.dim() == 2:
-        return F.linear(x, w, conv.bias)
-    y = torch.einsum("oc,bcw->bow", w, x)
-    return y if conv.bias is None else y + conv.bias[:, None]
-
-
 def shift_down(x: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W] -> the same map moved down one row, zeros in row 0."""
     return F.pad(x, (0, 0, 1, 0))[:, :, :-1]
@@ -142,37 +133,64 @@ class GatedBlock(nn.Module):
         return v_out, h_out
 
     # -- step ----------------------------------------------------------------------------------------------
-    def new_cache(self, v_map: torch.Tensor, h_map: torch.Tensor, cond: torch.Tensor) -> GatedBlockCache:
-        """Cache over the input maps v_map and h_map [B, c_in, n, n] (zeros; the first block passes the
-        same tensor twice: both stacks read the slice itself); cond projections are computed once here."""
-        B, _, _, n = v_map.shape
+    def allocate_cache(self, v_map: torch.Tensor, h_map: torch.Tensor, cond_ch_n: int) -> GatedBlockCache:
+        """Cache over the padded input maps v_map and h_map [B, n+p, n+2p, c_in] (zeros; the first block passes
+        the same tensor twice: both stacks read the slice itself), with this block's weights packed for the
+        step (eval mode: no dropout)."""
+        B, n = v_map.shape[0], cond_ch_n
+        k = self.hconv.kernel_size[-1]
+        p = k // 2
+        two_d = self.v2h.out_channels
+        w_h = (self.hconv.weight * self.hconv.mask)[:, :, : p + 1]  # [2d, c_in, p+1, k]; rows below are masked
         return GatedBlockCache(
             v_in=v_map,
             h_in=h_map,
-            above=v_map.new_zeros(B, self.v2h.out_channels, n),
-            cond_v=self.vcond(cond),
-            cond_h=self.hcond(cond),
+            row_term=v_map.new_zeros(B, n, two_d),
+            cond_v=v_map.new_zeros(B, two_d, n, n),
+            cond_h=v_map.new_zeros(B, n, n, two_d),
+            w_h=w_h.permute(2, 3, 1, 0).reshape(-1, two_d).contiguous(),
+            w_v=(self.vconv.weight * self.vconv.mask)[:, :, : p + 1].contiguous(),
+            w_vh=self.v2h.weight[:, :, 0, 0].t().contiguous(),
+            w_out=self.hout.weight[:, :, 0, 0].t().contiguous(),
+            b_out=self.hout.bias.clone(),
         )
 
-    def reset_cache(self, cache: GatedBlockCache, cond: torch.Tensor) -> None:
-        """Empties a cache in place for a new slice with conditioning cond (buffers keep their addresses)."""
+    def start_slice(self, cache: GatedBlockCache, cond: torch.Tensor) -> None:
+        """Empties a cache in place for a new slice with conditioning cond [B, cond_ch, n, n] (the buffers keep
+        their addresses, which captured CUDA graphs rely on); the conditioning is projected once here."""
         cache.v_in.zero_()
         cache.h_in.zero_()
-        cache.above.zero_()
-        cache.cond_v.copy_(self.vcond(cond))
-        cache.cond_h.copy_(self.hcond(cond))
+        cv = self.vcond(cond)
+        if self.vconv.bias is not None:
+            cv = cv + self.vconv.bias[:, None, None]
+        cache.cond_v.copy_(cv)
+        ch = self.hcond(cond).permute(0, 2, 3, 1)
+        if self.hconv.bias is not None:
+            ch = ch + self.hconv.bias
+        cache.cond_h.copy_(ch)
+        cache.row_term.copy_(cache.cond_h[:, 0])  # row 0: nothing above it
 
-    def step_row(self, cache: GatedBlockCache, v_row: torch.Tensor | None, row: int) -> torch.Tensor:
-        """Vertical stack for a completed row: v_row [B, c_in, n] (None: already in the cache) -> v' row
-        [B, d, n]. Stores W_vh vp(row), which shift_down hands to the horizontal stack of row + 1."""
-        vp = self.vconv.step(cache.v_in, v_row, row, 0) + cache.cond_v[:, :, row]  # [B, 2d, n]
-        cache.above.copy_(pointwise(self.v2h, vp))  # in place: a captured CUDA graph reads this buffer
-        v_out = gate(vp)
-        return v_out if self.first else v_out + cache.v_in[:, :, row]
+    def step_row(self, cache: GatedBlockCache, v_row: torch.Tensor | None, row: int, pad: int) -> torch.Tensor:
+        """Vertical stack for a completed row: v_row [B, n, c_in] (None: already in the cache) -> v' row
+        [B, n, d]. Prepares the horizontal stack's row term of row + 1."""
+        n = cache.row_term.shape[1]
+        if v_row is not None:
+            cache.v_in[:, pad + row, pad : pad + n] = v_row
+        slab = cache.v_in[:, row : row + pad + 1].permute(0, 3, 1, 2)  # [B, c_in, p+1, n+2p]
+        vp = F.conv2d(slab, cache.w_v)[:, :, 0] + cache.cond_v[:, :, row]  # [B, 2d, n]
+        if row + 1 < cache.cond_h.shape[1]:
+            torch.baddbmm(cache.cond_h[:, row + 1], vp.transpose(1, 2), cache.w_vh.expand(vp.shape[0], -1, -1),
+                          out=cache.row_term)  # fmt: skip
+        v_out = gate(vp).transpose(1, 2)  # [B, n, d]
+        return v_out if self.first else v_out + cache.v_in[:, pad + row, pad : pad + n]
 
-    def step(self, cache: GatedBlockCache, h_pix: torch.Tensor | None, row: int, col: int) -> torch.Tensor:
-        """Horizontal stack at (row, col): h_pix [B, c_in] (None: already in the cache) -> h' [B, d].
-        Valid after step_row(row - 1) (for row > 0)."""
-        hp = self.hconv.step(cache.h_in, h_pix, row, col) + cache.above[:, :, col] + cache.cond_h[:, :, row, col]
-        h_out = pointwise(self.hout, gate(hp))
-        return h_out if self.first else h_out + cache.h_in[:, :, row, col]
+    def step(self, cache: GatedBlockCache, h_pix: torch.Tensor | None, row: int, col: int, pad: int) -> torch.Tensor:
+        """Horizontal stack at (row, col): h_pix [B, c_in] (None: already in the cache) -> h' [B, d]. Valid after
+        step_row(row - 1) (for row > 0)."""
+        if h_pix is not None:
+            cache.h_in[:, pad + row, pad + col] = h_pix
+        k = 2 * pad + 1
+        win = cache.h_in[:, row : row + pad + 1, col : col + k].reshape(cache.h_in.shape[0], -1)  # [B, (p+1)*k*c_in]
+        hp = torch.addmm(cache.row_term[:, col], win, cache.w_h)  # [B, 2d]
+        h_out = torch.addmm(cache.b_out, gate(hp), cache.w_out)
+        return h_out if self.first else h_out + cache.h_in[:, pad + row, pad + col]
