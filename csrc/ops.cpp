@@ -28,3 +28,12 @@ TORCH_LIBRARY(spn, m) {
       "masked_conv2d_step(Tensor(a!) cache, Tensor? x_new, Tensor weight, Tensor? bias, int row, int col, "
       "str mask_type, int color_groups) -> Tensor");
 }
+
+// The sampler's decoder step, kept apart from the blocks above.
+TORCH_LIBRARY_FRAGMENT(spn, m) {
+  // Every gated block's horizontal step at (row, col) on padded channels-last caches h_in[i] [B, n+p, n+2p, c_i]
+  // (entries i >= 1 written in place at the position); returns the last block's output [B, d].
+  m.def(
+      "gated_step(Tensor(a!)[] h_in, Tensor[] row_term, Tensor[] w_h, Tensor[] w_out, Tensor[] b_out, int row, "
+      "int col) -> Tensor");
+}

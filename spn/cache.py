@@ -59,13 +59,15 @@ class DecoderCache:
     """Everything the slice decoder needs to continue a partly generated slice.
 
     blocks: one GatedBlockCache per gated block; attention: one AttentionCache per attention block;
-    pad: p, the padding of the maps; rows_done: how many rows the vertical stacks have consumed.
+    pad: p, the padding of the maps; rows_done: how many rows the vertical stacks have consumed; step_args: the
+    blocks' tensors as spn_kernels.gated_step takes them (h_in, row_term, w_h, w_out, b_out lists).
     """
 
     blocks: list[GatedBlockCache]
     attention: list[AttentionCache] = field(default_factory=list)
     pad: int = 1
     rows_done: int = 0
+    step_args: tuple = ()
 
     @property
     def pixels(self) -> torch.Tensor:
@@ -79,16 +81,17 @@ class InferenceCache:
     pixel's head input, and where generation stands.
 
     head: the head's packed weights (heads.py: step_weights); base: [B, C, Dh] the current pixel's head input
-    for every channel; levels: [2^bits] the scaled value of each integer level; next: the index of the next
-    sub-pixel of the slice to step, in raster order (row, column, channel); graphs: the CUDA graphs of the
-    decoder step per position (CUDA only; None: eager), graphs_required: whether a failed capture raises,
-    graph_pool: the memory pool every graph shares.
+    for every channel; pixel: [B, C] the current pixel's scaled values in the decoder's map (a view); levels:
+    [2^bits] the scaled value of each integer level; next: the index of the next sub-pixel of the slice to step,
+    in raster order (row, column, channel); graphs: the CUDA graphs of the decoder step per position (CUDA only;
+    None: eager), graphs_required: whether a failed capture raises, graph_pool: the memory pool they all share.
     """
 
     decoder: DecoderCache
     head: dict
     base: torch.Tensor
     levels: torch.Tensor
+    pixel: torch.Tensor | None = None
     next: int = 0
     graphs: dict | None = None
     graphs_required: bool = False

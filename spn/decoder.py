@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+import spn_kernels as sk
+
 from .cache import AttentionCache, DecoderCache
 from .config import SPNConfig
 from .layers import GatedBlock, TransformerBlock
@@ -30,6 +32,7 @@ class SliceDecoder(nn.Module):
         super().__init__()
         C, D, n = cfg.channels, cfg.decoder_channels, cfg.slice_size
         self.channels, self.width, self.n, self.heads = C, D, n, cfg.heads
+        self.step_backend = "torch" if cfg.backend == "torch" else None  # gated_step: the C++ kernel on CPU
         self.blocks = nn.ModuleList(
             GatedBlock(C if i == 0 else D, D, cond_ch, cfg.kernel_size, i == 0, cfg.backend, cfg.dropout)
             for i in range(cfg.decoder_blocks)
@@ -72,7 +75,9 @@ class SliceDecoder(nn.Module):
             AttentionCache(*(torch.zeros(batch, self.heads, n * n, dh, dtype=dtype, device=device) for _ in "kv"))
             for _ in self.attention
         ]
-        return DecoderCache(blocks, attention, pad=p)
+        step_args = tuple([getattr(c, f) for c in blocks] for f in ("h_in", "row_term", "w_h", "w_out", "b_out"))
+        sk.gated_step_check(*step_args, 0, 0)  # once: the per-position calls skip the checks
+        return DecoderCache(blocks, attention, pad=p, step_args=step_args)
 
     def start_slice(self, cache: DecoderCache, cond: torch.Tensor) -> None:
         """Empties ``cache`` in place for a new slice conditioned on cond [B, cond_ch, n, n]."""
@@ -97,9 +102,8 @@ class SliceDecoder(nn.Module):
         position written. Equal to forward(...)[:, :, row, col] up to float rounding."""
         if row != cache.rows_done:
             raise ValueError(f"step({row}, {col}): the vertical stacks consumed {cache.rows_done} rows, need {row}")
-        h = None  # the first block's mask "A" does not read the position itself, which is not known yet
-        for blk, c in zip(self.blocks, cache.blocks):
-            h = blk.step(c, h, row, col, cache.pad)
+        # every block's horizontal stack in one call; the first block's mask "A" does not read the position itself
+        h = sk.gated_step(*cache.step_args, row, col, backend=self.step_backend, checked=True)  # [B, D]
         if len(self.attention):
             pos = row * self.n + col
             h = h + self.pos[pos]

@@ -183,14 +183,3 @@ class GatedBlock(nn.Module):
                           out=cache.row_term)  # fmt: skip
         v_out = gate(vp).transpose(1, 2)  # [B, n, d]
         return v_out if self.first else v_out + cache.v_in[:, pad + row, pad : pad + n]
-
-    def step(self, cache: GatedBlockCache, h_pix: torch.Tensor | None, row: int, col: int, pad: int) -> torch.Tensor:
-        """Horizontal stack at (row, col): h_pix [B, c_in] (None: already in the cache) -> h' [B, d]. Valid after
-        step_row(row - 1) (for row > 0)."""
-        if h_pix is not None:
-            cache.h_in[:, pad + row, pad + col] = h_pix
-        k = 2 * pad + 1
-        win = cache.h_in[:, row : row + pad + 1, col : col + k].reshape(cache.h_in.shape[0], -1)  # [B, (p+1)*k*c_in]
-        hp = torch.addmm(cache.row_term[:, col], win, cache.w_h)  # [B, 2d]
-        h_out = torch.addmm(cache.b_out, gate(hp), cache.w_out)
-        return h_out if self.first else h_out + cache.h_in[:, pad + row, pad + col]

@@ -228,17 +228,17 @@ class SPN(nn.Module):
             r, rest = divmod(cache.next, cfg.slice_size * cfg.channels)
             raise ValueError(f"step({row}, {col}, {channel}): sub-pixels run in raster order; next is "
                              f"({r}, {rest // cfg.channels}, {rest % cfg.channels})")  # fmt: skip
-        dec = cache.decoder
         if channel == 0:
+            dec = cache.decoder
             if dec.rows_done < row:
                 self.decoder.step_row(dec, row - 1)
             cache.base = self._position_step(cache, row, col)
-        return self.head.step_channel(cache.head, cache.base, dec.pixels[:, dec.pad + row, dec.pad + col], channel)
+            cache.pixel = dec.pixels[:, dec.pad + row, dec.pad + col]
+        return self.head.step_channel(cache.head, cache.base, cache.pixel, channel)
 
     def write(self, cache: InferenceCache, value: torch.Tensor, row: int, col: int, channel: int) -> None:
         """Stores the drawn integer value [B] of sub-pixel (row, col, channel), the one just stepped."""
-        dec = cache.decoder
-        dec.pixels[:, dec.pad + row, dec.pad + col, channel] = cache.levels[value]
+        cache.pixel[:, channel] = cache.levels[value]
         cache.next += 1
 
     def _position_step(self, cache: InferenceCache, row: int, col: int) -> torch.Tensor:

@@ -181,7 +181,7 @@ def _sample_batch(model, B, temperature, generator, method, cuda_graphs, fs, hig
 def _cached_slice(model, cache, cond, temperature, u, lp) -> torch.Tensor:
     """One slice by the model's cached step: cond [B, cond_ch, n, n] -> int64 values [B, C, n, n]."""
     ns, C = model.config.slice_size, model.config.channels
-    values = torch.zeros(ns, ns, C, cond.shape[0], dtype=torch.int64, device=cond.device)
+    values = torch.zeros(ns * ns * C, cond.shape[0], dtype=torch.int64, device=cond.device)  # generation order
     model.start_slice(cache, cond)
     i = 0
     for r in range(ns):
@@ -189,9 +189,9 @@ def _cached_slice(model, cache, cond, temperature, u, lp) -> torch.Tensor:
             for ch in range(C):
                 v, lp[i] = draw_with(model.step(cache, r, c, ch), temperature, u[i])
                 model.write(cache, v, r, c, ch)
-                values[r, c, ch] = v
+                values[i] = v
                 i += 1
-    return values.permute(3, 2, 0, 1)
+    return values.view(ns, ns, C, -1).permute(3, 2, 0, 1)
 
 
 def _naive_slice(model, cond, temperature, u, lp) -> torch.Tensor:
