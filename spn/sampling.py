@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 import spn_kernels as sk
 
@@ -27,26 +26,11 @@ BATCH_SIZE = 1024  # images sampled at once: an 8x8 model needs ~30 kB per image
 
 
 def draw(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
-    """One categorical draw per row of logits [B, K] by inverse CDF: exactly one float64 uniform per row.
-
-    The logits are shifted by their row maximum before the division, so a tiny temperature tends to the argmax
-    instead of overflowing to NaN. Rows with a NaN or +inf logit give no meaningful draw (sample() counts them
-    and raises at the end)."""
+    """One categorical draw per row of logits [B, K] by inverse CDF: exactly one float64 uniform per row (see
+    spn_kernels.categorical_draw; the logits are shifted by their row maximum before the division, so a tiny
+    temperature tends to the argmax instead of overflowing to NaN)."""
     u = torch.rand(logits.shape[0], generator=generator, dtype=torch.float64, device=logits.device)
-    return draw_with(logits, temperature, u)[0]
-
-
-def draw_with(logits: torch.Tensor, temperature: float, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """draw() with the uniforms u [B] given: (int64 values [B], float64 log p(value) [B] at temperature 1).
-
-    The log-probability is NaN exactly for rows with a NaN or +inf logit (or only -inf logits): rows with no
-    distribution, which sample() counts from it at the end of a slice."""
-    z = logits.to(torch.float64)
-    z = z - z.amax(-1, keepdim=True)
-    e = (z if temperature == 1 else z / temperature).exp()
-    cdf = e.cumsum(-1)  # [B, K], unnormalised
-    idx = torch.searchsorted(cdf, u[:, None] * cdf[:, -1:]).clamp_(max=logits.shape[-1] - 1)  # [B, 1]
-    return idx[:, 0], F.log_softmax(z, -1).gather(-1, idx)[:, 0]
+    return sk.categorical_draw(logits, u, temperature)[0]
 
 
 def sample(
@@ -181,13 +165,14 @@ def _sample_batch(model, B, temperature, generator, method, cuda_graphs, fs, hig
 def _cached_slice(model, cache, cond, temperature, u, lp) -> torch.Tensor:
     """One slice by the model's cached step: cond [B, cond_ch, n, n] -> int64 values [B, C, n, n]."""
     ns, C = model.config.slice_size, model.config.channels
+    be = "torch" if model.config.backend == "torch" else None
     values = torch.zeros(ns * ns * C, cond.shape[0], dtype=torch.int64, device=cond.device)  # generation order
     model.start_slice(cache, cond)
     i = 0
     for r in range(ns):
         for c in range(ns):
             for ch in range(C):
-                v, lp[i] = draw_with(model.step(cache, r, c, ch), temperature, u[i])
+                v, lp[i] = sk.categorical_draw(model.step(cache, r, c, ch), u[i], temperature, backend=be, checked=True)
                 model.write(cache, v, r, c, ch)
                 values[i] = v
                 i += 1
@@ -197,12 +182,13 @@ def _cached_slice(model, cache, cond, temperature, u, lp) -> torch.Tensor:
 def _naive_slice(model, cond, temperature, u, lp) -> torch.Tensor:
     """One slice by re-running the full decoder for every sub-pixel (the oracle)."""
     ns, C = model.config.slice_size, model.config.channels
+    be = "torch" if model.config.backend == "torch" else None
     values = torch.zeros(cond.shape[0], C, ns, ns, dtype=torch.int64, device=cond.device)
     i = 0
     for r in range(ns):
         for c in range(ns):
             for ch in range(C):
                 logits = model.slice_logits(values, cond)  # [B, n, n, C, K], the whole slice every time
-                values[:, ch, r, c], lp[i] = draw_with(logits[:, r, c, ch], temperature, u[i])
+                values[:, ch, r, c], lp[i] = sk.categorical_draw(logits[:, r, c, ch], u[i], temperature, backend=be)
                 i += 1
     return values
