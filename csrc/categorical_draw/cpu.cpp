@@ -12,6 +12,9 @@
 namespace spn {
 namespace {
 
+// From this many logits on, ATen's vectorised exp (a few dispatcher calls) beats the scalar loop.
+constexpr int64_t kVectorExp = 2048;
+
 template <typename T>
 void draw_rows(const T* z, int64_t s0, int64_t s1, const double* u, int64_t su, double temp, int64_t B, int64_t K,
                int64_t* idx, double* lp) {
@@ -47,6 +50,31 @@ void draw_rows(const T* z, int64_t s0, int64_t s1, const double* u, int64_t su, 
   }
 }
 
+// e: exp((z - max) / temperature) [B, K]; x: z - max [B, K]; log_total1: log sum exp(x) [B]. NaN anywhere in a
+// row (a NaN or +inf logit, or only -inf logits, make x NaN) marks it as having no distribution.
+void scan_rows(const double* e, const double* x, const double* log_total1, const double* u, int64_t su, int64_t B,
+               int64_t K, int64_t* idx, double* lp) {
+  for (int64_t b = 0; b < B; ++b) {
+    const double* eb = e + b * K;
+    double total = 0.0;
+    for (int64_t j = 0; j < K; ++j) total += eb[j];
+    if (std::isnan(total) || std::isnan(log_total1[b])) {
+      idx[b] = 0;
+      lp[b] = std::numeric_limits<double>::quiet_NaN();
+      continue;
+    }
+    const double target = u[b * su] * total;
+    double run = 0.0;
+    int64_t v = 0;
+    for (; v < K - 1; ++v) {
+      run += eb[v];
+      if (!(run < target)) break;
+    }
+    idx[b] = v;
+    lp[b] = x[b * K + v] - log_total1[b];
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor> categorical_draw_cpu(const at::Tensor& logits, const at::Tensor& u,
                                                         double temperature) {
   TORCH_CHECK_VALUE(logits.dim() == 2 && logits.size(1) >= 1, "categorical_draw: logits must be [B, K], K >= 1, got ",
@@ -59,10 +87,22 @@ std::tuple<at::Tensor, at::Tensor> categorical_draw_cpu(const at::Tensor& logits
   const int64_t B = logits.size(0), K = logits.size(1);
   at::Tensor idx = at::empty({B}, logits.options().dtype(at::kLong));
   at::Tensor lp = at::empty({B}, logits.options().dtype(at::kDouble));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "categorical_draw", [&] {
-    draw_rows(logits.data_ptr<scalar_t>(), logits.stride(0), logits.stride(1), u.data_ptr<double>(), u.stride(0),
-              temperature, B, K, idx.data_ptr<int64_t>(), lp.data_ptr<double>());
-  });
+  if (B * K < kVectorExp) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "categorical_draw", [&] {
+      draw_rows(logits.data_ptr<scalar_t>(), logits.stride(0), logits.stride(1), u.data_ptr<double>(), u.stride(0),
+                temperature, B, K, idx.data_ptr<int64_t>(), lp.data_ptr<double>());
+    });
+    return {idx, lp};
+  }
+  // Many rows: the exponentials through ATen's vectorised exp, then the same scan per row.
+  const at::Tensor z = logits.to(at::kDouble);
+  const at::Tensor x = z - std::get<0>(z.max(1, true));
+  const at::Tensor e = (temperature == 1.0 ? x : x / temperature).exp().contiguous();
+  const at::Tensor e1 = temperature == 1.0 ? e : x.exp();
+  const at::Tensor log_total1 = e1.sum(1).log_().contiguous();
+  const at::Tensor xc = x.contiguous();
+  scan_rows(e.data_ptr<double>(), xc.data_ptr<double>(), log_total1.data_ptr<double>(), u.data_ptr<double>(),
+            u.stride(0), B, K, idx.data_ptr<int64_t>(), lp.data_ptr<double>());
   return {idx, lp};
 }
 

@@ -10,7 +10,15 @@ import torch
 
 import spn_kernels as sk
 
-CASES = {"b1-k2": (1, 2), "b5-k3": (5, 3), "b7-k16": (7, 16), "b64-k256": (64, 256), "b3-k1": (3, 1)}
+# b64-k256 and b1000-k3 take the kernel's vectorised path (B * K >= 2048), the others its scalar loop
+CASES = {
+    "b1-k2": (1, 2),
+    "b5-k3": (5, 3),
+    "b7-k16": (7, 16),
+    "b3-k1": (3, 1),
+    "b64-k256": (64, 256),
+    "b1000-k3": (1000, 3),
+}
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7, 2.5, 1e-300], ids=["t1", "t0.7", "t2.5", "t-tiny"])
@@ -34,13 +42,15 @@ def test_noncontiguous_logits():
     assert torch.equal(sk.categorical_draw(logits, u)[0], sk.categorical_draw_ref(logits, u, 1.0)[0])
 
 
-def test_rows_without_a_distribution_give_nan():
+@pytest.mark.parametrize("rows", [4, 1024], ids=["few-rows", "many-rows"])  # the kernel's two paths
+def test_rows_without_a_distribution_give_nan(rows):
     nan, inf = math.nan, math.inf
-    logits = torch.tensor([[0.0, nan, 1.0], [0.0, inf, 1.0], [-inf, -inf, -inf], [0.0, -inf, 2.0]])
-    u = torch.full((4,), 0.5, dtype=torch.float64)
+    logits = torch.tensor([[0.0, nan, 1.0], [0.0, inf, 1.0], [-inf, -inf, -inf], [0.0, -inf, 9.0]]).repeat(rows // 4, 1)
+    u = torch.full((rows,), 0.5, dtype=torch.float64)
     for backend in ("cpu", "torch"):
         v, lp = sk.categorical_draw(logits, u, backend=backend)
-        assert lp[:3].isnan().all() and not lp[3].isnan() and v[3] == 2, backend
+        bad = torch.tensor([True, True, True, False]).repeat(rows // 4)
+        assert torch.equal(lp.isnan(), bad) and (v[~bad] == 2).all(), backend
         assert ((v >= 0) & (v < 3)).all()
 
 

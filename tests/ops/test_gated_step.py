@@ -9,7 +9,7 @@ import torch
 import spn_kernels as sk
 from tests.helpers import assert_close_to_ref
 
-# (batch, first block's channels, width d, blocks, kernel size, n)
+# (batch, first block's channels, width d, blocks, kernel size, n); b16-d32 takes the vectorised gate (B * d >= 512)
 CASES = {
     "b1-c3-d8-L1-k3-n5": (1, 3, 8, 1, 3, 5),
     "b2-c1-d5-L3-k3-n7": (2, 1, 5, 3, 3, 7),
