@@ -238,7 +238,7 @@ class SPN(nn.Module):
 
     def write(self, cache: InferenceCache, value: torch.Tensor, row: int, col: int, channel: int) -> None:
         """Stores the drawn integer value [B] of sub-pixel (row, col, channel), the one just stepped."""
-        cache.pixel[:, channel] = cache.levels[value]
+        cache.pixel[:, channel] = cache.levels.index_select(0, value)
         cache.next += 1
 
     def _position_step(self, cache: InferenceCache, row: int, col: int) -> torch.Tensor:

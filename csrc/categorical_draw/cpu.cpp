@@ -96,7 +96,7 @@ std::tuple<at::Tensor, at::Tensor> categorical_draw_cpu(const at::Tensor& logits
   }
   // Many rows: the exponentials through ATen's vectorised exp, then the same scan per row.
   const at::Tensor z = logits.to(at::kDouble);
-  const at::Tensor x = z - std::get<0>(z.max(1, true));
+  const at::Tensor x = z - z.amax(1, true);
   const at::Tensor e = (temperature == 1.0 ? x : x / temperature).exp().contiguous();
   const at::Tensor e1 = temperature == 1.0 ? e : x.exp();
   const at::Tensor log_total1 = e1.sum(1).log_().contiguous();
