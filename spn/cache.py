@@ -26,10 +26,10 @@ class GatedBlockCache:
         as v_in (both read the slice itself).
     row_term: [B, n, 2d] what the horizontal stack adds at each column of the current row: W_vh vp(r - 1)
         (zeros for row 0) + the conditioning projection + the conv's bias.
-    cond_v: [B, 2d, n, n] the vertical stack's conditioning projection (+ its conv's bias), once per slice.
-    cond_h: [B, n, n, 2d] the horizontal stack's conditioning projection (+ its conv's bias), once per slice.
+    cond_v, cond_h: [n, B, n, 2d] the vertical and horizontal stacks' conditioning projections (+ their convs'
+        biases), once per slice; row-major, so that a row is one [B*n, 2d] matrix.
     w_h: [(p+1)*k*c_in, 2d] the horizontal conv's masked rows 0..p, in the window's (row, col, channel) order.
-    w_v: [2d, c_in, p+1, k] the vertical conv's masked rows 0..p.
+    w_v: [(p+1)*k*c_in, 2d] the vertical conv's masked rows 0..p, in the same order.
     w_vh: [2d, 2d] the vertical-to-horizontal 1x1; w_out: [d, d] and b_out: [d] the output 1x1 (transposed).
     """
 

@@ -141,15 +141,18 @@ class GatedBlock(nn.Module):
         k = self.hconv.kernel_size[-1]
         p = k // 2
         two_d = self.v2h.out_channels
-        w_h = (self.hconv.weight * self.hconv.mask)[:, :, : p + 1]  # [2d, c_in, p+1, k]; rows below are masked
+
+        def packed(conv: nn.Module) -> torch.Tensor:  # masked rows 0..p (rows below are masked) in window order
+            return (conv.weight * conv.mask)[:, :, : p + 1].permute(2, 3, 1, 0).reshape(-1, two_d).contiguous()
+
         return GatedBlockCache(
             v_in=v_map,
             h_in=h_map,
             row_term=v_map.new_zeros(B, n, two_d),
-            cond_v=v_map.new_zeros(B, two_d, n, n),
-            cond_h=v_map.new_zeros(B, n, n, two_d),
-            w_h=w_h.permute(2, 3, 1, 0).reshape(-1, two_d).contiguous(),
-            w_v=(self.vconv.weight * self.vconv.mask)[:, :, : p + 1].contiguous(),
+            cond_v=v_map.new_zeros(n, B, n, two_d),
+            cond_h=v_map.new_zeros(n, B, n, two_d),
+            w_h=packed(self.hconv),
+            w_v=packed(self.vconv),
             w_vh=self.v2h.weight[:, :, 0, 0].t().contiguous(),
             w_out=self.hout.weight[:, :, 0, 0].t().contiguous(),
             b_out=self.hout.bias.clone(),
@@ -160,26 +163,21 @@ class GatedBlock(nn.Module):
         their addresses, which captured CUDA graphs rely on); the conditioning is projected once here."""
         cache.v_in.zero_()
         cache.h_in.zero_()
-        cv = self.vcond(cond)
-        if self.vconv.bias is not None:
-            cv = cv + self.vconv.bias[:, None, None]
-        cache.cond_v.copy_(cv)
-        ch = self.hcond(cond).permute(0, 2, 3, 1)
-        if self.hconv.bias is not None:
-            ch = ch + self.hconv.bias
-        cache.cond_h.copy_(ch)
-        cache.row_term.copy_(cache.cond_h[:, 0])  # row 0: nothing above it
+        for conv, cond_conv, out in ((self.vconv, self.vcond, cache.cond_v), (self.hconv, self.hcond, cache.cond_h)):
+            proj = cond_conv(cond).permute(2, 0, 3, 1)  # [n, B, n, 2d]: row-major, so a row is one matrix
+            out.copy_(proj if conv.bias is None else proj + conv.bias)
+        cache.row_term.copy_(cache.cond_h[0])  # row 0: nothing above it
 
     def step_row(self, cache: GatedBlockCache, v_row: torch.Tensor | None, row: int, pad: int) -> torch.Tensor:
         """Vertical stack for a completed row: v_row [B, n, c_in] (None: already in the cache) -> v' row
         [B, n, d]. Prepares the horizontal stack's row term of row + 1."""
-        n = cache.row_term.shape[1]
+        B, n, two_d = cache.row_term.shape
         if v_row is not None:
             cache.v_in[:, pad + row, pad : pad + n] = v_row
-        slab = cache.v_in[:, row : row + pad + 1].permute(0, 3, 1, 2)  # [B, c_in, p+1, n+2p]
-        vp = F.conv2d(slab, cache.w_v)[:, :, 0] + cache.cond_v[:, :, row]  # [B, 2d, n]
-        if row + 1 < cache.cond_h.shape[1]:
-            torch.baddbmm(cache.cond_h[:, row + 1], vp.transpose(1, 2), cache.w_vh.expand(vp.shape[0], -1, -1),
-                          out=cache.row_term)  # fmt: skip
-        v_out = gate(vp).transpose(1, 2)  # [B, n, d]
+        # every column's (p+1) x k window as one matrix [B*n, (p+1)*k*c_in], in the packed weight's order
+        win = cache.v_in[:, row : row + pad + 1].unfold(2, 2 * pad + 1, 1).permute(0, 2, 1, 4, 3).reshape(B * n, -1)
+        vp = torch.addmm(cache.cond_v[row].view(B * n, two_d), win, cache.w_v)  # [B*n, 2d]
+        if row + 1 < n:
+            torch.addmm(cache.cond_h[row + 1].view(B * n, two_d), vp, cache.w_vh, out=cache.row_term.view(B * n, -1))
+        v_out = gate(vp, -1).view(B, n, -1)  # [B, n, d]
         return v_out if self.first else v_out + cache.v_in[:, pad + row, pad : pad + n]
