@@ -39,4 +39,6 @@ TORCH_LIBRARY_FRAGMENT(spn, m) {
   // One inverse-CDF draw per row of logits [B, K] with uniforms u (float64 [B]): (int64 values [B], float64
   // log p at temperature 1 [B], NaN for a row with no distribution).
   m.def("categorical_draw(Tensor logits, Tensor u, float temperature) -> (Tensor, Tensor)");
+  // The same, written into values (int64 [B]) and log_p (float64 [B]): no allocation, no copy per sub-pixel.
+  m.def("categorical_draw_(Tensor logits, Tensor u, float temperature, Tensor(a!) values, Tensor(b!) log_p) -> ()");
 }

@@ -168,13 +168,14 @@ def _cached_slice(model, cache, cond, temperature, u, lp) -> torch.Tensor:
     be = "torch" if model.config.backend == "torch" else None
     values = torch.zeros(ns * ns * C, cond.shape[0], dtype=torch.int64, device=cond.device)  # generation order
     model.start_slice(cache, cond)
+    us, lps, vs = u.unbind(0), lp.unbind(0), values.unbind(0)  # one view per sub-pixel, made once per slice
     i = 0
     for r in range(ns):
         for c in range(ns):
             for ch in range(C):
-                v, lp[i] = sk.categorical_draw(model.step(cache, r, c, ch), u[i], temperature, backend=be, checked=True)
-                model.write(cache, v, r, c, ch)
-                values[i] = v
+                sk.categorical_draw_(model.step(cache, r, c, ch), us[i], temperature, vs[i], lps[i], backend=be,
+                                     checked=True)  # fmt: skip
+                model.write(cache, vs[i], r, c, ch)
                 i += 1
     return values.view(ns, ns, C, -1).permute(3, 2, 0, 1)
 

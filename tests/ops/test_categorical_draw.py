@@ -82,3 +82,17 @@ def test_bad_input(args, match):
 def test_opcheck():
     logits = torch.randn(4, 6)
     torch.library.opcheck(torch.ops.spn.categorical_draw, (logits, torch.rand(4, dtype=torch.float64), 0.8))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+@pytest.mark.parametrize("case", [(5, 3), (64, 256)], ids=["b5-k3", "b64-k256"])
+def test_in_place_variant_writes_what_the_function_returns(case, backend):
+    B, K = case
+    logits, u = torch.randn(B, K), torch.rand(B, dtype=torch.float64)
+    values, log_p = torch.full((2, B), -1, dtype=torch.int64), torch.zeros(2, B, dtype=torch.float64)
+    sk.categorical_draw_(logits, u, 0.8, values[1], log_p[1], backend=backend)
+    v, lp = sk.categorical_draw(logits, u, 0.8, backend=backend)
+    assert torch.equal(values[1], v) and torch.equal(log_p[1], lp) and (values[0] == -1).all()
+    with pytest.raises(ValueError, match=r"values must be a contiguous torch.int64"):
+        sk.categorical_draw_(logits, u, 0.8, values[:, 0], log_p[1], backend=backend)
+    torch.library.opcheck(torch.ops.spn.categorical_draw_, (logits, u, 0.8, values[1].clone(), log_p[1].clone()))

@@ -7,7 +7,7 @@ import math
 import torch
 
 from ..._backend import BACKENDS
-from .ref import categorical_draw_ref
+from .ref import categorical_draw_ref, categorical_draw_ref_
 
 
 def check(logits, u, temperature) -> None:
@@ -35,6 +35,51 @@ def fake(logits, u, temperature):
     return logits.new_empty(B, dtype=torch.int64), logits.new_empty(B, dtype=torch.float64)
 
 
+@torch.library.register_fake("spn::categorical_draw_")
+def fake_(logits, u, temperature, values, log_p):
+    return None
+
+
+def _check_out(logits, values, log_p) -> None:
+    B = logits.shape[0]
+    for name, t, dtype in (("values", values, torch.int64), ("log_p", log_p, torch.float64)):
+        if not isinstance(t, torch.Tensor) or t.dtype != dtype or tuple(t.shape) != (B,) or not t.is_contiguous():
+            raise ValueError(f"categorical_draw_: {name} must be a contiguous {dtype} [{B}], got {_describe(t)}")
+        if t.device != logits.device:
+            raise ValueError(f"categorical_draw_: {name} is on {t.device} but logits on {logits.device}")
+
+
+def _check_backend(backend, device) -> None:
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be None or one of {BACKENDS}, got {backend!r}")
+    if backend in ("triton", "cuda"):
+        raise ValueError(f"categorical_draw has no {backend!r} kernel; use backend=None or 'torch'")
+    if backend == "cpu" and device.type != "cpu":
+        raise ValueError(f"backend='cpu' needs CPU tensors, got a tensor on {device}")
+
+
+def categorical_draw_(
+    logits: torch.Tensor,
+    u: torch.Tensor,
+    temperature: float,
+    values: torch.Tensor,
+    log_p: torch.Tensor,
+    *,
+    backend: str | None = None,
+    checked: bool = False,
+) -> None:
+    """categorical_draw written in place into values (contiguous int64 [B]) and log_p (contiguous float64 [B]):
+    the sampler's per-sub-pixel call, with no allocation and no copy."""
+    if not checked:
+        check(logits, u, temperature)
+        _check_out(logits, values, log_p)
+        _check_backend(backend, logits.device)
+    if logits.device.type == "cpu" and backend != "torch":
+        torch.ops.spn.categorical_draw_(logits, u, float(temperature), values, log_p)
+    else:
+        categorical_draw_ref_(logits, u, temperature, values, log_p)
+
+
 def categorical_draw(
     logits: torch.Tensor,
     u: torch.Tensor,
@@ -48,12 +93,7 @@ def categorical_draw(
     (CPU: the C++ kernel; CUDA: the reference's ops), "cpu", or "torch" (the reference)."""
     if not checked:
         check(logits, u, temperature)
-        if backend is not None and backend not in BACKENDS:
-            raise ValueError(f"backend must be None or one of {BACKENDS}, got {backend!r}")
-        if backend in ("triton", "cuda"):
-            raise ValueError(f"categorical_draw has no {backend!r} kernel; use backend=None or 'torch'")
-        if backend == "cpu" and logits.device.type != "cpu":
-            raise ValueError(f"backend='cpu' needs CPU tensors, got a tensor on {logits.device}")
+        _check_backend(backend, logits.device)
     if logits.device.type == "cpu" and backend != "torch":
         return torch.ops.spn.categorical_draw(logits, u, float(temperature))
     return categorical_draw_ref(logits, u, temperature)

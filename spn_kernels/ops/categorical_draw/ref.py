@@ -27,3 +27,12 @@ def categorical_draw_ref(
     cdf = e.cumsum(-1)  # [B, K], unnormalised
     idx = torch.searchsorted(cdf, u[:, None] * cdf[:, -1:]).clamp_(0, logits.shape[-1] - 1)  # [B, 1]
     return idx[:, 0], F.log_softmax(z, -1).gather(-1, idx)[:, 0]
+
+
+def categorical_draw_ref_(
+    logits: torch.Tensor, u: torch.Tensor, temperature: float, values: torch.Tensor, log_p: torch.Tensor
+) -> None:
+    """categorical_draw_ref written into values (int64 [B]) and log_p (float64 [B])."""
+    v, lp = categorical_draw_ref(logits, u, temperature)
+    values.copy_(v)
+    log_p.copy_(lp)
