@@ -4,9 +4,10 @@
 
 Each part of the per-sub-pixel work is timed on its own on a cache in mid-slice (many calls, median of
 interleaved repeats) and reported per sub-pixel: the decoder (every gated block, one gated_step call per pixel)
-and the head's input (once per pixel, so / C), the channel head, the draw, the writes (the cache and the
-sampler's buffers), the vertical stacks (once per row, so / (n C)); "whole step" is a full sample() divided by
-its sub-pixels, and the rest of it is the loop's own Python.
+and the head's input (once per pixel, so / C), the channel head, the draw (into the sampler's buffers), the
+write of the value into the cache, the vertical stacks (once per row, so / (n C)). "whole step" is a full
+sample() divided by its sub-pixels; the rest of it is the loop's own Python and the per-slice work (context
+network, slice_scatter_, the cache's refill).
 """
 
 from __future__ import annotations
@@ -47,16 +48,15 @@ def breakdown(batch: int, repeats: int = 5, calls: int = 200) -> dict[str, float
         pixel = cache.decoder.pixels[:, 1 + r, 1 + c]
         logits = model.head.step_channel(cache.head, base, pixel, 1)
         u = torch.rand(B, dtype=torch.float64)
-        lp = torch.zeros(4, B, dtype=torch.float64)
-        values = torch.zeros(4, B, dtype=torch.int64)
         v = sk.categorical_draw(logits, u, 1.0)[0]
+        vs, lps = torch.zeros(B, dtype=torch.int64), torch.zeros(B, dtype=torch.float64)
         cache.pixel = pixel
         parts = {
             "decoder (gated_step) / C": (lambda: dec.step(cache.decoder, r, c), C),
             "head input / C": (lambda: model.head.step_base(cache.head, hidden), C),
             "channel head": (lambda: model.head.step_channel(cache.head, base, pixel, 1), 1),
-            "draw (categorical_draw)": (lambda: sk.categorical_draw(logits, u, 1.0, checked=True), 1),
-            "writes": (lambda: (model.write(cache, v, r, c, 1), lp.__setitem__(1, u), values.__setitem__(1, v)), 1),
+            "draw (categorical_draw_)": (lambda: sk.categorical_draw_(logits, u, 1.0, vs, lps, checked=True), 1),
+            "write (the value into the cache)": (lambda: model.write(cache, v, r, c, 1), 1),
             "vertical stacks / (n C)": (
                 lambda: dec.step_row(cache.decoder.__class__(**{**vars(cache.decoder), "rows_done": r}), r),
                 n * C,
