@@ -18,7 +18,7 @@ import time
 import torch
 
 from spn import SPN, SPNConfig
-from spn.sampling import _Sampler
+from spn.sampling import draw
 
 
 def bench_config(image_size: int, subscale: int = 2, backend: str | None = None) -> SPNConfig:
@@ -61,7 +61,6 @@ def time_naive(model: SPN, batch: int, naive_pixels: int) -> tuple[float, int]:
     dev = model.device
     low = torch.zeros(batch, C, cfg.image_size, cfg.image_size, dtype=torch.int64, device=dev)
     gen = torch.Generator(device=dev).manual_seed(0)
-    sampler = _Sampler(model, 1.0, gen, torch.zeros(batch, dtype=torch.float64, device=dev), None)
     with torch.no_grad():
         cond = model.condition(low, None, torch.zeros(batch, dtype=torch.int64, device=dev))
         values = torch.zeros(batch, C, n, n, dtype=torch.int64, device=dev)
@@ -72,7 +71,7 @@ def time_naive(model: SPN, batch: int, naive_pixels: int) -> tuple[float, int]:
             r, c = divmod(p, n)
             for ch in range(C):
                 logits = model.slice_logits(values, cond)
-                values[:, ch, r, c] = sampler._pick(logits[:, r, c, ch])
+                values[:, ch, r, c] = draw(logits[:, r, c, ch], 1.0, gen)
         _sync(dev)
         return time.perf_counter() - t0, pixels * C
 

@@ -31,3 +31,17 @@ TORCH_LIBRARY(spn, m) {
       "masked_conv2d_step(Tensor(a!) cache, Tensor? x_new, Tensor weight, Tensor? bias, int row, int col, "
       "str mask_type, int color_groups, str color_layout=\"blocked\") -> Tensor");
 }
+
+// The sampler's per-position ops, kept apart from the blocks above.
+TORCH_LIBRARY_FRAGMENT(spn, m) {
+  // Every gated block's horizontal step at (row, col) on padded channels-last caches h_in[i] [B, n+p, n+2p, c_i]
+  // (entries i >= 1 written in place at the position); returns the last block's output [B, d].
+  m.def(
+      "gated_step(Tensor(a!)[] h_in, Tensor[] row_term, Tensor[] w_h, Tensor[] w_out, Tensor[] b_out, int row, "
+      "int col) -> Tensor");
+  // One inverse-CDF draw per row of logits [B, K] with uniforms u (float64 [B]): (int64 values [B], float64
+  // log p at temperature 1 [B], NaN for a row with no distribution).
+  m.def("categorical_draw(Tensor logits, Tensor u, float temperature) -> (Tensor, Tensor)");
+  // The same, written into values (int64 [B]) and log_p (float64 [B]): no allocation, no copy per sub-pixel.
+  m.def("categorical_draw_(Tensor logits, Tensor u, float temperature, Tensor(a!) values, Tensor(b!) log_p) -> ()");
+}

@@ -1,16 +1,18 @@
 """The slice decoder: a masked network over the target slice, conditioned on the context embedding.
 
-forward() runs the whole slice at once (training, log_prob, the naive sampler); new_cache(), step_row(),
-step() and write() run it one position at a time on an explicit DecoderCache (the cached sampler). Sampling
-order inside a slice is raster order; at the start of row r the vertical stacks consume row r - 1
-(step_row), then each position (r, c) runs the horizontal stacks and the attention blocks (step), the head
-samples the pixel's channels, and write() stores the pixel where the next steps read it.
+forward() runs the whole slice at once (training, log_prob, the naive sampler); allocate_inference_cache(),
+start_slice(), step_row(), step() and write() run it one position at a time on an explicit DecoderCache (the
+cached sampler). Sampling order inside a slice is raster order; at the start of row r the vertical stacks consume
+row r - 1 (step_row), then each position (r, c) runs the horizontal stacks and the attention blocks (step), the
+head samples the pixel's channels, and write() stores the pixel where the next steps read it.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+import spn_kernels as sk
 
 from .cache import AttentionCache, DecoderCache
 from .config import SPNConfig
@@ -30,6 +32,7 @@ class SliceDecoder(nn.Module):
         super().__init__()
         C, D, n = cfg.channels, cfg.decoder_channels, cfg.slice_size
         self.channels, self.width, self.n, self.heads = C, D, n, cfg.heads
+        self.step_backend = "torch" if cfg.backend == "torch" else None  # gated_step: the C++ kernel on CPU
         self.blocks = nn.ModuleList(
             GatedBlock(C if i == 0 else D, D, cond_ch, cfg.kernel_size, i == 0, cfg.backend, cfg.dropout)
             for i in range(cfg.decoder_blocks)
@@ -54,28 +57,32 @@ class SliceDecoder(nn.Module):
         return h
 
     # -- cached decoding ---------------------------------------------------------------------------------------
-    def new_cache(self, cond: torch.Tensor) -> DecoderCache:
-        """A fresh cache for one slice (batch of B) conditioned on cond [B, cond_ch, n, n]."""
-        B, _, n, _ = cond.shape
-        pixels = cond.new_zeros(B, self.channels, n, n)
+    def allocate_inference_cache(self, batch: int, dtype: torch.dtype, device: torch.device) -> DecoderCache:
+        """An empty cache for slices of a batch of ``batch`` (zeros; start_slice() fills in the conditioning),
+        with the weights packed for the step (eval mode)."""
+        n, C, D, p = self.n, self.channels, self.width, self.blocks[0].hconv.kernel_size[-1] // 2
+
+        def padded(c: int) -> torch.Tensor:
+            return torch.zeros(batch, n + p, n + 2 * p, c, dtype=dtype, device=device)
+
+        pixels = padded(C)
         blocks = []
         for i, blk in enumerate(self.blocks):
-            if i == 0:
-                v_map = h_map = pixels
-            else:
-                v_map, h_map = cond.new_zeros(B, self.width, n, n), cond.new_zeros(B, self.width, n, n)
-            blocks.append(blk.new_cache(v_map, h_map, cond))
-        dh = self.width // self.heads
+            v_map, h_map = (pixels, pixels) if i == 0 else (padded(D), padded(D))
+            blocks.append(blk.allocate_cache(v_map, h_map, n))
+        dh = D // self.heads
         attention = [
-            AttentionCache(cond.new_zeros(B, self.heads, n * n, dh), cond.new_zeros(B, self.heads, n * n, dh))
+            AttentionCache(*(torch.zeros(batch, self.heads, n * n, dh, dtype=dtype, device=device) for _ in "kv"))
             for _ in self.attention
         ]
-        return DecoderCache(blocks, attention)
+        step_args = tuple([getattr(c, f) for c in blocks] for f in ("h_in", "row_term", "w_h", "w_out", "b_out"))
+        sk.gated_step_check(*step_args, 0, 0)  # once: the per-position calls skip the checks
+        return DecoderCache(blocks, attention, pad=p, step_args=step_args)
 
-    def reset_cache(self, cache: DecoderCache, cond: torch.Tensor) -> None:
-        """Empties ``cache`` in place for a new slice conditioned on cond (same shapes as at new_cache)."""
+    def start_slice(self, cache: DecoderCache, cond: torch.Tensor) -> None:
+        """Empties ``cache`` in place for a new slice conditioned on cond [B, cond_ch, n, n]."""
         for blk, c in zip(self.blocks, cache.blocks):
-            blk.reset_cache(c, cond)
+            blk.start_slice(c, cond)
         for c in cache.attention:
             c.k.zero_()
             c.v.zero_()
@@ -87,7 +94,7 @@ class SliceDecoder(nn.Module):
             raise ValueError(f"step_row: rows must be fed in order; expected row {cache.rows_done}, got {row}")
         v = None  # the first block reads the slice from its cache (written pixel by pixel by write())
         for blk, c in zip(self.blocks, cache.blocks):
-            v = blk.step_row(c, v, row)
+            v = blk.step_row(c, v, row, cache.pad)
         cache.rows_done = row + 1
 
     def step(self, cache: DecoderCache, row: int, col: int) -> torch.Tensor:
@@ -95,9 +102,8 @@ class SliceDecoder(nn.Module):
         position written. Equal to forward(...)[:, :, row, col] up to float rounding."""
         if row != cache.rows_done:
             raise ValueError(f"step({row}, {col}): the vertical stacks consumed {cache.rows_done} rows, need {row}")
-        h = None  # the first block's mask "A" does not read the position itself, which is not known yet
-        for blk, c in zip(self.blocks, cache.blocks):
-            h = blk.step(c, h, row, col)
+        # every block's horizontal stack in one call; the first block's mask "A" does not read the position itself
+        h = sk.gated_step(*cache.step_args, row, col, backend=self.step_backend, checked=True)  # [B, D]
         if len(self.attention):
             pos = row * self.n + col
             h = h + self.pos[pos]
@@ -107,4 +113,4 @@ class SliceDecoder(nn.Module):
 
     def write(self, cache: DecoderCache, pixel: torch.Tensor, row: int, col: int) -> None:
         """Stores the generated pixel, scaled, [B, C] at (row, col) for later steps to read."""
-        cache.pixels[:, :, row, col] = pixel
+        cache.pixels[:, cache.pad + row, cache.pad + col] = pixel

@@ -5,7 +5,9 @@ Both heads share one interface, so the model, both samplers and every test treat
     forward(hidden [..., D], values [..., C]) -> log-probabilities or logits [..., C, K] for every channel
         (teacher forcing: values are the pixel's true channels scaled to [-1, 1]; channel c reads only < c);
     log_prob(hidden, values, target [..., C] int64) -> [..., C], the log-probability of each target value;
-    inp(hidden) -> base [..., Dh], then channel(base, values [B, C], c) -> [B, K] (the cached sampler).
+    inp(hidden) -> base [..., Dh], then channel(base, values [B, C], c) -> [B, K] (one channel at a time);
+    step_weights(), step_base(w, hidden [B, D]) and step_channel(w, base, values [B, C], c) -> [B, K]: the same
+        with the weights packed once (the cached sampler).
 The rows are logits of a categorical: the samplers draw from softmax(row / temperature) by inverse CDF.
 
 - CategoricalHead ("categorical", the paper's head): K free logits per channel.
@@ -56,6 +58,27 @@ class _Trunk(nn.Module):
         z = base + values[:, :c] @ self.prev[c, :c] + self.bias[c]  # [B, Dh]
         return F.linear(F.relu(z), self.out_w[c], self.out_b[c])
 
+    # -- the cached sampler's step: weights packed once per sample() call, few small ops per channel ------------
+    def step_weights(self) -> dict:
+        """The weights laid out for step_base / step_raw (a snapshot: pack again after changing the weights)."""
+        C = self.channels
+        return dict(
+            inp=self.inp.weight.t().repeat(1, C).contiguous(),  # [D, C*Dh]: one matmul gives every channel's input
+            bias=self.bias.reshape(-1).clone(),  # [C*Dh]
+            prev=[self.prev[c, :c].contiguous() for c in range(C)],  # [c, Dh]
+            out_w=[self.out_w[c].t().contiguous() for c in range(C)],  # [Dh, outputs]
+            out_b=[self.out_b[c].clone() for c in range(C)],
+        )
+
+    def step_base(self, w: dict, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [B, D] -> every channel's input before its earlier channels are added, [B, C, Dh]."""
+        return torch.addmm(w["bias"], hidden, w["inp"]).view(hidden.shape[0], self.channels, -1)
+
+    def step_raw(self, w: dict, base: torch.Tensor, values: torch.Tensor, c: int) -> torch.Tensor:
+        """Raw outputs [B, outputs] of channel c, as raw_channel; base from step_base, values [B, C] (< c read)."""
+        z = base[:, c] if c == 0 else torch.addmm(base[:, c], values[:, :c], w["prev"][c])
+        return torch.addmm(w["out_b"][c], F.relu(z), w["out_w"][c])
+
 
 class CategoricalHead(_Trunk):
     """K = 2^bits free logits per channel."""
@@ -71,6 +94,9 @@ class CategoricalHead(_Trunk):
 
     def channel(self, base: torch.Tensor, values: torch.Tensor, c: int) -> torch.Tensor:
         return self.raw_channel(base, values, c)  # [B, K]
+
+    def step_channel(self, w: dict, base: torch.Tensor, values: torch.Tensor, c: int) -> torch.Tensor:
+        return self.step_raw(w, base, values, c)  # [B, K]
 
 
 def logistic_bin_log_prob(mean: torch.Tensor, log_scale: torch.Tensor, k: torch.Tensor, classes: int) -> torch.Tensor:
@@ -127,6 +153,12 @@ class LogisticMixtureHead(_Trunk):
         raw = self.raw_channel(base, values, c)  # [B, M*(3+C)]
         k = torch.arange(self.classes, device=raw.device)
         return self._log_prob_at(raw, values, self.tri[c], k)  # [B, K]
+
+    def step_weights(self) -> dict:
+        return dict(super().step_weights(), k=torch.arange(self.classes, device=self.out_w.device))
+
+    def step_channel(self, w: dict, base: torch.Tensor, values: torch.Tensor, c: int) -> torch.Tensor:
+        return self._log_prob_at(self.step_raw(w, base, values, c), values, self.tri[c], w["k"])  # [B, K]
 
 
 def build_head(output: str, d: int, channels: int, hidden: int, classes: int, mixtures: int) -> nn.Module:

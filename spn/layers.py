@@ -24,15 +24,6 @@ def gate(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     return torch.tanh(a) * torch.sigmoid(b)
 
 
-def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """A 1x1 convolution applied to a pixel vector [B, C_in] or a row [B, C_in, W] (channels on dim 1)."""
-    w = conv.weight[:, :, 0, 0]  # [C_out, C_in]
-    if x.dim() == 2:
-        return F.linear(x, w, conv.bias)
-    y = torch.einsum("oc,bcw->bow", w, x)
-    return y if conv.bias is None else y + conv.bias[:, None]
-
-
 def shift_down(x: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W] -> the same map moved down one row, zeros in row 0."""
     return F.pad(x, (0, 0, 1, 0))[:, :, :-1]
@@ -142,37 +133,51 @@ class GatedBlock(nn.Module):
         return v_out, h_out
 
     # -- step ----------------------------------------------------------------------------------------------
-    def new_cache(self, v_map: torch.Tensor, h_map: torch.Tensor, cond: torch.Tensor) -> GatedBlockCache:
-        """Cache over the input maps v_map and h_map [B, c_in, n, n] (zeros; the first block passes the
-        same tensor twice: both stacks read the slice itself); cond projections are computed once here."""
-        B, _, _, n = v_map.shape
+    def allocate_cache(self, v_map: torch.Tensor, h_map: torch.Tensor, cond_ch_n: int) -> GatedBlockCache:
+        """Cache over the padded input maps v_map and h_map [B, n+p, n+2p, c_in] (zeros; the first block passes
+        the same tensor twice: both stacks read the slice itself), with this block's weights packed for the
+        step (eval mode: no dropout)."""
+        B, n = v_map.shape[0], cond_ch_n
+        k = self.hconv.kernel_size[-1]
+        p = k // 2
+        two_d = self.v2h.out_channels
+
+        def packed(conv: nn.Module) -> torch.Tensor:  # masked rows 0..p (rows below are masked) in window order
+            return (conv.weight * conv.mask)[:, :, : p + 1].permute(2, 3, 1, 0).reshape(-1, two_d).contiguous()
+
         return GatedBlockCache(
             v_in=v_map,
             h_in=h_map,
-            above=v_map.new_zeros(B, self.v2h.out_channels, n),
-            cond_v=self.vcond(cond),
-            cond_h=self.hcond(cond),
+            row_term=v_map.new_zeros(B, n, two_d),
+            cond_v=v_map.new_zeros(n, B, n, two_d),
+            cond_h=v_map.new_zeros(n, B, n, two_d),
+            w_h=packed(self.hconv),
+            w_v=packed(self.vconv),
+            w_vh=self.v2h.weight[:, :, 0, 0].t().contiguous(),
+            w_out=self.hout.weight[:, :, 0, 0].t().contiguous(),
+            b_out=self.hout.bias.clone(),
         )
 
-    def reset_cache(self, cache: GatedBlockCache, cond: torch.Tensor) -> None:
-        """Empties a cache in place for a new slice with conditioning cond (buffers keep their addresses)."""
+    def start_slice(self, cache: GatedBlockCache, cond: torch.Tensor) -> None:
+        """Empties a cache in place for a new slice with conditioning cond [B, cond_ch, n, n] (the buffers keep
+        their addresses, which captured CUDA graphs rely on); the conditioning is projected once here."""
         cache.v_in.zero_()
         cache.h_in.zero_()
-        cache.above.zero_()
-        cache.cond_v.copy_(self.vcond(cond))
-        cache.cond_h.copy_(self.hcond(cond))
+        for conv, cond_conv, out in ((self.vconv, self.vcond, cache.cond_v), (self.hconv, self.hcond, cache.cond_h)):
+            proj = cond_conv(cond).permute(2, 0, 3, 1)  # [n, B, n, 2d]: row-major, so a row is one matrix
+            out.copy_(proj if conv.bias is None else proj + conv.bias)
+        cache.row_term.copy_(cache.cond_h[0])  # row 0: nothing above it
 
-    def step_row(self, cache: GatedBlockCache, v_row: torch.Tensor | None, row: int) -> torch.Tensor:
-        """Vertical stack for a completed row: v_row [B, c_in, n] (None: already in the cache) -> v' row
-        [B, d, n]. Stores W_vh vp(row), which shift_down hands to the horizontal stack of row + 1."""
-        vp = self.vconv.step(cache.v_in, v_row, row, 0) + cache.cond_v[:, :, row]  # [B, 2d, n]
-        cache.above.copy_(pointwise(self.v2h, vp))  # in place: a captured CUDA graph reads this buffer
-        v_out = gate(vp)
-        return v_out if self.first else v_out + cache.v_in[:, :, row]
-
-    def step(self, cache: GatedBlockCache, h_pix: torch.Tensor | None, row: int, col: int) -> torch.Tensor:
-        """Horizontal stack at (row, col): h_pix [B, c_in] (None: already in the cache) -> h' [B, d].
-        Valid after step_row(row - 1) (for row > 0)."""
-        hp = self.hconv.step(cache.h_in, h_pix, row, col) + cache.above[:, :, col] + cache.cond_h[:, :, row, col]
-        h_out = pointwise(self.hout, gate(hp))
-        return h_out if self.first else h_out + cache.h_in[:, :, row, col]
+    def step_row(self, cache: GatedBlockCache, v_row: torch.Tensor | None, row: int, pad: int) -> torch.Tensor:
+        """Vertical stack for a completed row: v_row [B, n, c_in] (None: already in the cache) -> v' row
+        [B, n, d]. Prepares the horizontal stack's row term of row + 1."""
+        B, n, two_d = cache.row_term.shape
+        if v_row is not None:
+            cache.v_in[:, pad + row, pad : pad + n] = v_row
+        # every column's (p+1) x k window as one matrix [B*n, (p+1)*k*c_in], in the packed weight's order
+        win = cache.v_in[:, row : row + pad + 1].unfold(2, 2 * pad + 1, 1).permute(0, 2, 1, 4, 3).reshape(B * n, -1)
+        vp = torch.addmm(cache.cond_v[row].view(B * n, two_d), win, cache.w_v)  # [B*n, 2d]
+        if row + 1 < n:
+            torch.addmm(cache.cond_h[row + 1].view(B * n, two_d), vp, cache.w_vh, out=cache.row_term.view(B * n, -1))
+        v_out = gate(vp, -1).view(B, n, -1)  # [B, n, d]
+        return v_out if self.first else v_out + cache.v_in[:, pad + row, pad : pad + n]

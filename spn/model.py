@@ -11,44 +11,20 @@ modelled and the high b bits of every sub-pixel are given (to the context networ
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
 
 import spn_kernels as sk
 
+from .cache import InferenceCache
 from .config import SPNConfig
 from .context import ContextNetwork
 from .decoder import SliceDecoder
 from .heads import build_head
-
-_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-
-
-def check_int_tensor(x: object, name: str, shape: tuple[int, ...], bits: int, what: str) -> torch.Tensor:
-    """Validates an integer image-like tensor: exact shape (-1 = any), integer dtype, values in [0, 2^bits)."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor {what}, got {type(x).__name__}")
-    if x.dim() != len(shape):
-        raise ValueError(f"{name} must be {len(shape)}-D {what}, got shape {tuple(x.shape)}")
-    if any(w != -1 and w != g for w, g in zip(shape, x.shape)):
-        want = "(" + ", ".join("*" if w == -1 else str(w) for w in shape) + ")"
-        raise ValueError(f"{name} must have shape {want} {what}, got shape {tuple(x.shape)}")
-    if x.dtype not in _INT_DTYPES:
-        raise ValueError(f"{name} must be an integer tensor (uint8/int8/int16/int32/int64) {what}, got {x.dtype}")
-    # The values are read on the host, so under torch.compile they are not checked: a graph cannot branch on
-    # them, and torch._check would cost a device sync per call. Callers that compile check their data once
-    # outside the compiled region (spn.trainer does, on its first batch), as the kernels do for t.
-    if x.numel() and not torch.compiler.is_compiling():
-        lo, hi = int(x.min()), int(x.max())
-        if lo < 0 or hi >= 2**bits:
-            raise ValueError(f"{name} values must be in [0, 2^{bits}) = [0, {2**bits - 1}], got values in [{lo}, {hi}]")
-    return x.long()
-
-
-def scale(v: torch.Tensor, bits: int, dtype: torch.dtype) -> torch.Tensor:
-    """Integer values in [0, 2^bits) -> (2v + 1) / 2^bits - 1 in (-1, 1): slice_context's scaling."""
-    return (2 * v.to(dtype) + 1) / float(2**bits) - 1
+from .sampling import sample as _sample
+from .values import check_int_tensor, scale
 
 
 class SPN(nn.Module):
@@ -204,11 +180,103 @@ class SPN(nn.Module):
         first_slice: torch.Tensor | None = None,
         high_bits: torch.Tensor | None = None,
         progress: bool = False,
+        **kwargs,
     ):
         """Generates n images, int64 [n, C, N, N]; see spn.sampling.sample for every argument."""
-        from .sampling import sample
+        return _sample(self, n, temperature, generator, return_log_prob, method, first_slice, high_bits, progress,
+                       **kwargs)  # fmt: skip
 
-        return sample(self, n, temperature, generator, return_log_prob, method, first_slice, high_bits, progress)
+    # ------------------------------------------------------------------------------------------ cached decoding
+    # The sampler's loop, per slice: start_slice(cache, cond), then for every sub-pixel in raster order (row,
+    # column, channel): logits = step(cache, row, col, channel), draw a value, write(cache, value, row, col, channel).
+    @torch.no_grad()
+    def allocate_inference_cache(
+        self, batch: int, dtype: torch.dtype | None = None, device=None, cuda_graphs: bool | None = None
+    ) -> InferenceCache:
+        """The decoding state of a batch of ``batch`` images, allocated once and reused for every slice. It holds
+        the eval-mode weights packed for the step: allocate a new one after changing the weights.
+
+        cuda_graphs (CUDA only): None captures each position's decoder step in a CUDA graph on the first slice
+        and replays it on the others, warning once and staying eager if a capture fails; True raises instead;
+        False stays eager."""
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be an int >= 1, got {batch!r}")
+        dtype = self.dtype if dtype is None else dtype
+        device = self.device if device is None else torch.device(device)
+        cfg = self.config
+        use_graphs = device.type == "cuda" and cuda_graphs is not False
+        return InferenceCache(
+            decoder=self.decoder.allocate_inference_cache(batch, dtype, device),
+            head=self.head.step_weights(),
+            base=torch.zeros(batch, cfg.channels, cfg.head_channels, dtype=dtype, device=device),
+            levels=scale(torch.arange(2**cfg.model_bits, device=device), cfg.model_bits, dtype),
+            graphs={} if use_graphs else None,
+            graphs_required=bool(cuda_graphs) and use_graphs,
+        )
+
+    @torch.no_grad()
+    def start_slice(self, cache: InferenceCache, cond: torch.Tensor) -> None:
+        """Empties ``cache`` for a new slice with the decoder's conditioning cond [B, cond_ch, n, n]
+        (from condition())."""
+        self.decoder.start_slice(cache.decoder, cond)
+        cache.next = 0
+
+    def step(self, cache: InferenceCache, row: int, col: int, channel: int) -> torch.Tensor:
+        """Logits [B, K] of sub-pixel (row, col, channel) of the current slice, given every earlier sub-pixel
+        (written with write()). Sub-pixels run in raster order. Run it under torch.no_grad()."""
+        cfg = self.config
+        i = (row * cfg.slice_size + col) * cfg.channels + channel
+        if i != cache.next:
+            r, rest = divmod(cache.next, cfg.slice_size * cfg.channels)
+            raise ValueError(f"step({row}, {col}, {channel}): sub-pixels run in raster order; next is "
+                             f"({r}, {rest // cfg.channels}, {rest % cfg.channels})")  # fmt: skip
+        if channel == 0:
+            dec = cache.decoder
+            if dec.rows_done < row:
+                self.decoder.step_row(dec, row - 1)
+            cache.base = self._position_step(cache, row, col)
+            cache.pixel = dec.pixels[:, dec.pad + row, dec.pad + col]
+        return self.head.step_channel(cache.head, cache.base, cache.pixel, channel)
+
+    def write(self, cache: InferenceCache, value: torch.Tensor, row: int, col: int, channel: int) -> None:
+        """Stores the drawn integer value [B] of sub-pixel (row, col, channel), the one just stepped."""
+        cache.pixel[:, channel] = cache.levels.index_select(0, value)
+        cache.next += 1
+
+    def _position_step(self, cache: InferenceCache, row: int, col: int) -> torch.Tensor:
+        """The decoder at (row, col) and the head's input, [B, C, Dh]; on CUDA replayed from a graph."""
+        if cache.graphs is None:
+            return self.head.step_base(cache.head, self.decoder.step(cache.decoder, row, col))
+        graph = cache.graphs.get((row, col))
+        if graph is None:
+            try:
+                graph = self._capture(cache, row, col)
+            except Exception as e:  # noqa: BLE001  (any capture failure: said out loud, never silent)
+                if cache.graphs_required:
+                    raise RuntimeError(f"CUDA graph capture of the decoder step failed: {e}") from e
+                warnings.warn(f"CUDA graph capture of the decoder step failed ({type(e).__name__}: {e}); "
+                              "sampling continues without CUDA graphs (pass cuda_graphs=True to make this an "
+                              "error)", RuntimeWarning, stacklevel=3)  # fmt: skip
+                cache.graphs = None
+                return self.head.step_base(cache.head, self.decoder.step(cache.decoder, row, col))
+            cache.graphs[(row, col)] = graph
+        graph[0].replay()
+        return graph[1]
+
+    def _capture(self, cache: InferenceCache, row: int, col: int):
+        """Captures the step at (row, col) on the cache's static buffers; all positions share one memory pool."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up; its cache writes are idempotent
+            self.head.step_base(cache.head, self.decoder.step(cache.decoder, row, col))
+        torch.cuda.current_stream().wait_stream(side)
+        if cache.graph_pool is None:
+            cache.graph_pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: a DataLoader's pin-memory thread cannot invalidate the capture
+        with torch.cuda.graph(graph, pool=cache.graph_pool, capture_error_mode="thread_local"):
+            out = self.head.step_base(cache.head, self.decoder.step(cache.decoder, row, col))
+        return graph, out
 
     def extra_repr(self) -> str:
         n = sum(p.numel() for p in self.parameters())

@@ -7,6 +7,11 @@ its C++ kernels in csrc/<op>/.
 from ._backend import BACKENDS
 from .incremental import Incremental, incremental
 from .modules import DownShift, MaskedConv2d, down_shift
+from .ops.categorical_draw.op import categorical_draw, categorical_draw_
+from .ops.categorical_draw.ref import categorical_draw_ref, categorical_draw_ref_
+from .ops.gated_step.op import check as gated_step_check
+from .ops.gated_step.op import gated_step
+from .ops.gated_step.ref import gated_step_ref
 from .ops.masked_conv2d.op import masked_conv2d
 from .ops.masked_conv2d.ref import conv_mask, masked_conv2d_backward_ref, masked_conv2d_ref
 from .ops.masked_conv2d_step.op import masked_conv2d_step
@@ -21,6 +26,13 @@ from .ops.subscale_split.op import subscale_split
 from .ops.subscale_split.ref import subscale_split_ref
 
 __all__ = [
+    "categorical_draw",
+    "categorical_draw_",
+    "categorical_draw_ref",
+    "categorical_draw_ref_",
+    "gated_step",
+    "gated_step_check",
+    "gated_step_ref",
     "BACKENDS",
     "DownShift",
     "Incremental",

@@ -100,15 +100,16 @@ def test_decoder_step_equals_forward(attention):
     cond = torch.randn(B, model.cond_channels, n, n, dtype=torch.float64)
     with torch.no_grad():
         full = model.decoder(x, cond)  # [B, D, n, n]
-        cache = model.decoder.new_cache(cond)
+        cache = model.decoder.allocate_inference_cache(B, torch.float64, torch.device("cpu"))
+        model.decoder.start_slice(cache, cond)
         for r in range(n):
             if r:
                 model.decoder.step_row(cache, r - 1)
             for c in range(n):
                 torch.testing.assert_close(model.decoder.step(cache, r, c), full[:, :, r, c], rtol=1e-10, atol=1e-12)
                 model.decoder.write(cache, x[:, :, r, c], r, c)
-        # reset_cache empties the cache in place and the same buffers serve a second slice
-        model.decoder.reset_cache(cache, cond)
+        # start_slice empties the cache in place and the same buffers serve a second slice
+        model.decoder.start_slice(cache, cond)
         torch.testing.assert_close(model.decoder.step(cache, 0, 0), full[:, :, 0, 0], rtol=1e-10, atol=1e-12)
         with pytest.raises(ValueError, match="rows"):
             model.decoder.step(cache, 1, 0)
@@ -139,8 +140,9 @@ def test_sampling_is_deterministic_with_dropout_and_keeps_the_mode():
 
 def test_progress_bar(capsys):
     model = SPN(SPNConfig(image_size=2, channels=1, bits=1, subscale=2))
-    model.sample(1, progress=True)
-    assert "sub-pixel" in capsys.readouterr().err
+    model.sample(3, progress=True, batch_size=2)
+    err = capsys.readouterr().err
+    assert "image/s" in err and "3/3" in err
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ def test_nonfinite_logits_are_an_error():
 def test_large_n_is_sampled_in_chunks():
     m = _tiny()
     big, lp = spn.sampling.sample(m, 5, generator=torch.Generator().manual_seed(1), return_log_prob=True,
-                                  max_batch=2)  # fmt: skip
+                                  batch_size=2)  # fmt: skip
     small = m.sample(2, generator=torch.Generator().manual_seed(1))
     assert big.shape == (5, 1, 4, 4) and lp.shape == (5,) and torch.equal(big[:2], small)
     torch.testing.assert_close(lp, m.log_prob(big).double(), rtol=1e-5, atol=1e-4)
