@@ -92,17 +92,20 @@ def graphs_case(device, cfg: SPNConfig, be, n: int) -> Case:
     what = f"sample CUDA graphs used {cfg.image_size}x{cfg.image_size} n={n}"
 
     def run():
-        from spn.sampling import _Sampler
+        from spn.sampling import _cached_slice
 
         torch.manual_seed(0)
         model = SPN(dataclasses.replace(cfg, backend=be)).to(device).eval()
-        N, ns = cfg.image_size, cfg.slice_size
-        low = torch.zeros(n, cfg.channels, N, N, dtype=torch.int64, device=device)
+        N, ns, C = cfg.image_size, cfg.slice_size, cfg.channels
+        low = torch.zeros(n, C, N, N, dtype=torch.int64, device=device)
         gen = torch.Generator(device=device).manual_seed(0)
-        smp = _Sampler(model, 1.0, gen, torch.zeros(n, dtype=torch.float64, device=device), None)
+        u = torch.rand(ns * ns * C, n, generator=gen, dtype=torch.float64, device=device)
+        lp = torch.zeros(ns * ns * C, n, dtype=torch.float64, device=device)
+        cache = model.allocate_inference_cache(n)
         with torch.no_grad():
-            smp.cached_slice(model.condition(low, None, torch.zeros(n, dtype=torch.int64, device=device)))
-        missing = float(ns * ns - (len(smp.graphs) if smp.graphs is not None else 0))
+            cond = model.condition(low, None, torch.zeros(n, dtype=torch.int64, device=device))
+            _cached_slice(model, cache, cond, 1.0, u, lp)
+        missing = float(ns * ns - (len(cache.graphs) if cache.graphs is not None else 0))
         return CheckResult(what, str(be), "float32", "exact", missing, 0.0, missing == 0)
 
     return Case(f"{what} {be}", run, tier=1, cost_s=10.0)

@@ -192,9 +192,10 @@ def sampling_timing(device, size: int, batch: int, naive_pixels: int = 4) -> Cas
     name = f"sample {size}x{size}x3 B={batch}"
 
     def run():
+        import spn_kernels as sk
         from benchmarks.sampling import bench_config
         from spn import SPN
-        from spn.sampling import _Sampler
+        from spn.sampling import _cached_slice
 
         torch.manual_seed(0)
         model = SPN(bench_config(size)).to(device).eval()
@@ -203,7 +204,10 @@ def sampling_timing(device, size: int, batch: int, naive_pixels: int = 4) -> Cas
         low = torch.zeros(batch, C, N, N, dtype=torch.int64, device=device)
         t = torch.zeros(batch, dtype=torch.int64, device=device)
         gen = torch.Generator(device=device).manual_seed(0)
-        smp = _Sampler(model, 1.0, gen, torch.zeros(batch, dtype=torch.float64, device=device), None)
+        # one slice's uniforms, drawn before timing (the sampler draws them once per slice too)
+        u = torch.rand(ns * ns * C, batch, generator=gen, dtype=torch.float64, device=device)
+        lp = torch.zeros(ns * ns * C, batch, dtype=torch.float64, device=device)
+        cache = model.allocate_inference_cache(batch)
         with torch.no_grad():
 
             def timed(fn):
@@ -215,9 +219,9 @@ def sampling_timing(device, size: int, batch: int, naive_pixels: int = 4) -> Cas
 
             model.condition(low, None, t)  # warm-up of the context network
             ctx_s, cond = timed(lambda: model.condition(low, None, t))
-            first_s, _ = timed(lambda: smp.cached_slice(cond))  # captures the graphs
-            graphs = len(smp.graphs) if smp.graphs is not None else 0
-            slice_s, _ = timed(lambda: smp.cached_slice(cond))  # replays them
+            first_s, _ = timed(lambda: _cached_slice(model, cache, cond, 1.0, u, lp))  # captures the graphs
+            graphs = len(cache.graphs) if cache.graphs is not None else 0
+            slice_s, _ = timed(lambda: _cached_slice(model, cache, cond, 1.0, u, lp))  # replays them
             capture_s = max(first_s - slice_s, 0.0)  # without graphs (CPU) only noise is left
             cached_img_s = cfg.num_slices * (ctx_s + slice_s) / batch
             values = torch.zeros(batch, C, ns, ns, dtype=torch.int64, device=device)
@@ -227,7 +231,9 @@ def sampling_timing(device, size: int, batch: int, naive_pixels: int = 4) -> Cas
                 for p in range(naive_pixels):
                     r, c = divmod(p, ns)
                     for ch in range(C):
-                        values[:, ch, r, c] = smp._pick(model.slice_logits(values, cond)[:, r, c, ch])
+                        i = p * C + ch
+                        logits = model.slice_logits(values, cond)[:, r, c, ch]
+                        values[:, ch, r, c] = sk.categorical_draw(logits, u[i], 1.0)[0]
 
             naive_s, _ = timed(naive)
         naive_img_s = naive_s / (naive_pixels * C) * cfg.modeled_dims / batch
