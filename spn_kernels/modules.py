@@ -189,8 +189,8 @@ class MaskedConv2d(nn.Conv2d):
         w, eh, ew = self._contract_weight()
         if eh or ew:  # an nn.Conv2d-style padding: extend (or crop) the same-size output at the bottom/right
             x = F.pad(x, (0, max(ew, 0), 0, max(eh, 0)))
-        out = _masked_conv2d_contract(
-            x, w, self.bias, self.mask_type, self.color_groups, self.color_layout, self.backend
+        out = masked_conv2d(
+            x, w, self.bias, self.mask_type, self.color_groups, color_layout=self.color_layout, backend=self.backend
         )
         if eh < 0 or ew < 0:
             out = out[..., : out.shape[-2] + min(eh, 0), : out.shape[-1] + min(ew, 0)]
@@ -201,9 +201,10 @@ class MaskedConv2d(nn.Conv2d):
         cache is the layer's input map [B, C_in, H, W]; (row, col) index the output as for the default
         padding (an nn.Conv2d-style padding's output is the same there)."""
         w, _, _ = self._contract_weight()
-        return _masked_conv2d_step_contract(
-            cache, x_new, w, self.bias, row, col, self.mask_type, self.color_groups, self.color_layout, self.backend
-        )
+        return masked_conv2d_step(
+            cache, x_new, w, self.bias, row, col, self.mask_type, self.color_groups,
+            color_layout=self.color_layout, backend=self.backend,
+        )  # fmt: skip
 
     # -- state_dict ----------------------------------------------------------------------------------------
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors):
@@ -263,15 +264,3 @@ def _tap_mask(c_out, c_in, taps_r, taps_c, mask_type, color_groups, color_layout
 def _color_groups(c: int, g: int, layout: str) -> torch.Tensor:
     idx = torch.arange(c, device="cpu")
     return idx % g if layout == "interleaved" else idx // (c // g)
-
-
-def _masked_conv2d_contract(x, weight, bias, mask_type, color_groups, color_layout, backend) -> torch.Tensor:
-    return masked_conv2d(x, weight, bias, mask_type, color_groups, color_layout=color_layout, backend=backend)
-
-
-def _masked_conv2d_step_contract(
-    cache, x_new, weight, bias, row, col, mask_type, color_groups, color_layout, backend
-) -> torch.Tensor:
-    return masked_conv2d_step(
-        cache, x_new, weight, bias, row, col, mask_type, color_groups, color_layout=color_layout, backend=backend
-    )
