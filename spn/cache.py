@@ -84,7 +84,9 @@ class InferenceCache:
     for every channel; pixel: [B, C] the current pixel's scaled values in the decoder's map (a view); levels:
     [2^bits] the scaled value of each integer level; next: the index of the next sub-pixel of the slice to step,
     in raster order (row, column, channel); graphs: the CUDA graphs of the decoder step per position (CUDA only;
-    None: eager), graphs_required: whether a failed capture raises, graph_pool: the memory pool they all share.
+    None: eager), graphs_required: whether a failed capture raises, graph_pool: the memory pool they all share;
+    rows: the arguments of spn_kernels.decode_rows up to ``levels`` (None where the model's slices are decoded
+    step by step: a mixture head, attention in the decoder, or a GPU), rows_checked: whether they were checked.
     """
 
     decoder: DecoderCache
@@ -96,3 +98,5 @@ class InferenceCache:
     graphs: dict | None = None
     graphs_required: bool = False
     graph_pool: object = None
+    rows: tuple | None = None
+    rows_checked: bool = False

@@ -81,8 +81,9 @@ class SliceDecoder(nn.Module):
 
     def start_slice(self, cache: DecoderCache, cond: torch.Tensor) -> None:
         """Empties ``cache`` in place for a new slice conditioned on cond [B, cond_ch, n, n]."""
+        cond_rows = cond.permute(2, 0, 3, 1).reshape(-1, cond.shape[1])  # [n*B*n, cond_ch], one copy for all blocks
         for blk, c in zip(self.blocks, cache.blocks):
-            blk.start_slice(c, cond)
+            blk.start_slice(c, cond_rows)
         for c in cache.attention:
             c.k.zero_()
             c.v.zero_()

@@ -65,7 +65,7 @@ class _Trunk(nn.Module):
         return dict(
             inp=self.inp.weight.t().repeat(1, C).contiguous(),  # [D, C*Dh]: one matmul gives every channel's input
             bias=self.bias.reshape(-1).clone(),  # [C*Dh]
-            prev=[self.prev[c, :c].contiguous() for c in range(C)],  # [c, Dh]
+            prev=[self.prev[c, :c].clone() for c in range(C)],  # [c, Dh]
             out_w=[self.out_w[c].t().contiguous() for c in range(C)],  # [Dh, outputs]
             out_b=[self.out_b[c].clone() for c in range(C)],
         )

@@ -158,14 +158,19 @@ class GatedBlock(nn.Module):
             b_out=self.hout.bias.clone(),
         )
 
-    def start_slice(self, cache: GatedBlockCache, cond: torch.Tensor) -> None:
-        """Empties a cache in place for a new slice with conditioning cond [B, cond_ch, n, n] (the buffers keep
-        their addresses, which captured CUDA graphs rely on); the conditioning is projected once here."""
+    def start_slice(self, cache: GatedBlockCache, cond_rows: torch.Tensor) -> None:
+        """Empties a cache in place for a new slice with conditioning cond_rows [n*B*n, cond_ch] (the map
+        [B, cond_ch, n, n] in the caches' row-major order [n, B, n]; the buffers keep their addresses, which
+        captured CUDA graphs rely on); the conditioning is projected once here, straight into the cache."""
         cache.v_in.zero_()
         cache.h_in.zero_()
         for conv, cond_conv, out in ((self.vconv, self.vcond, cache.cond_v), (self.hconv, self.hcond, cache.cond_h)):
-            proj = cond_conv(cond).permute(2, 0, 3, 1)  # [n, B, n, 2d]: row-major, so a row is one matrix
-            out.copy_(proj if conv.bias is None else proj + conv.bias)
+            w = cond_conv.weight[:, :, 0, 0].t()  # [cond_ch, 2d]
+            flat = out.view(-1, out.shape[-1])
+            if conv.bias is None:
+                torch.mm(cond_rows, w, out=flat)
+            else:
+                torch.addmm(conv.bias, cond_rows, w, out=flat)
         cache.row_term.copy_(cache.cond_h[0])  # row 0: nothing above it
 
     def step_row(self, cache: GatedBlockCache, v_row: torch.Tensor | None, row: int, pad: int) -> torch.Tensor:

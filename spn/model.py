@@ -22,7 +22,7 @@ from .cache import InferenceCache
 from .config import SPNConfig
 from .context import ContextNetwork
 from .decoder import SliceDecoder
-from .heads import build_head
+from .heads import CategoricalHead, build_head
 from .sampling import sample as _sample
 from .values import check_int_tensor, scale
 
@@ -187,8 +187,9 @@ class SPN(nn.Module):
                        **kwargs)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ cached decoding
-    # The sampler's loop, per slice: start_slice(cache, cond), then for every sub-pixel in raster order (row,
-    # column, channel): logits = step(cache, row, col, channel), draw a value, write(cache, value, row, col, channel).
+    # Per slice: start_slice(cache, cond), then decode_slice(cache, ...), which is one fused call (CPU, categorical
+    # head, no decoder attention) or, for every sub-pixel in raster order (row, column, channel),
+    # logits = step(cache, row, col, channel), a draw, and write(cache, value, row, col, channel).
     @torch.no_grad()
     def allocate_inference_cache(
         self, batch: int, dtype: torch.dtype | None = None, device=None, cuda_graphs: bool | None = None
@@ -205,7 +206,7 @@ class SPN(nn.Module):
         device = self.device if device is None else torch.device(device)
         cfg = self.config
         use_graphs = device.type == "cuda" and cuda_graphs is not False
-        return InferenceCache(
+        cache = InferenceCache(
             decoder=self.decoder.allocate_inference_cache(batch, dtype, device),
             head=self.head.step_weights(),
             base=torch.zeros(batch, cfg.channels, cfg.head_channels, dtype=dtype, device=device),
@@ -213,6 +214,13 @@ class SPN(nn.Module):
             graphs={} if use_graphs else None,
             graphs_required=bool(cuda_graphs) and use_graphs,
         )
+        if device.type == "cpu" and isinstance(self.head, CategoricalHead) and not cfg.decoder_attention:
+            blocks, w = cache.decoder.blocks, cache.head
+            lists = [[getattr(b, f) for b in blocks] for f in ("row_term", "cond_v", "cond_h", "w_v", "w_h", "w_vh")]
+            cache.rows = (cache.decoder.pixels, [b.v_in for b in blocks[1:]], [b.h_in for b in blocks[1:]], *lists,
+                          [b.w_out for b in blocks], [b.b_out for b in blocks], w["inp"], w["bias"], w["prev"],
+                          w["out_w"], w["out_b"], cache.levels)  # fmt: skip
+        return cache
 
     @torch.no_grad()
     def start_slice(self, cache: InferenceCache, cond: torch.Tensor) -> None:
@@ -237,6 +245,34 @@ class SPN(nn.Module):
             cache.base = self._position_step(cache, row, col)
             cache.pixel = dec.pixels[:, dec.pad + row, dec.pad + col]
         return self.head.step_channel(cache.head, cache.base, cache.pixel, channel)
+
+    @torch.no_grad()
+    def decode_slice(
+        self, cache: InferenceCache, u: torch.Tensor, temperature: float, values: torch.Tensor, log_p: torch.Tensor
+    ) -> None:
+        """Samples the current slice (after start_slice) whole, in raster order: u float64 [n*n*C, B] holds one
+        uniform per sub-pixel in generation order (row, column, channel); the drawn values (int64) and their
+        log-probabilities at temperature 1 (float64, NaN where the logits were not finite) are written into
+        values and log_p [n*n*C, B]. On CPU with the categorical head and no decoder attention this is one fused
+        spn_kernels.decode_rows call; otherwise step(), a draw and write() per sub-pixel (the same values)."""
+        cfg = self.config
+        n, C = cfg.slice_size, cfg.channels
+        be = "torch" if cfg.backend == "torch" else None
+        if cache.rows is not None and cache.next == 0:
+            args = (*cache.rows, u, temperature, values, log_p, 0, n)
+            if not cache.rows_checked:
+                sk.decode_rows_check(*args)
+                cache.rows_checked = True
+            sk.decode_rows(*args, backend=be, checked=True)
+            cache.decoder.rows_done, cache.next = n - 1, n * n * C
+            return
+        us, lps, vs = u.unbind(0), log_p.unbind(0), values.unbind(0)  # one view per sub-pixel, made once per slice
+        for i in range(cache.next, n * n * C):
+            r, rest = divmod(i, n * C)
+            c, ch = divmod(rest, C)
+            sk.categorical_draw_(self.step(cache, r, c, ch), us[i], temperature, vs[i], lps[i], backend=be,
+                                 checked=True)  # fmt: skip
+            self.write(cache, vs[i], r, c, ch)
 
     def write(self, cache: InferenceCache, value: torch.Tensor, row: int, col: int, channel: int) -> None:
         """Stores the drawn integer value [B] of sub-pixel (row, col, channel), the one just stepped."""

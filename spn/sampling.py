@@ -5,10 +5,11 @@ channel; the uniforms of a slice are drawn together at its start), and turn it i
 softmax(logits / temperature) in float64. Equal logits therefore give equal images: the naive sampler is the
 oracle that the cached one is tested against.
 
-- method="cached": per slice, the context network once; then the model's own decoding step (SPN.step and
-  SPN.write on the state from SPN.allocate_inference_cache) one sub-pixel at a time, and slice_scatter_ to write
-  the slice. Work per sub-pixel is constant in the slice size (attention: linear). This module only loops, draws
-  and writes.
+- method="cached": per slice, the context network once; then the model decodes the slice on the state from
+  SPN.allocate_inference_cache (SPN.start_slice, SPN.decode_slice: on CPU one fused C++ call per slice,
+  spn_kernels.decode_rows; otherwise SPN.step and SPN.write one sub-pixel at a time), and slice_scatter_ writes
+  the slice. Work per sub-pixel is constant in the slice size (attention: linear). This module only loops over
+  slices and batches.
 - method="naive": the full decoder over the whole slice for every sub-pixel (the baseline and the oracle).
 """
 
@@ -163,20 +164,11 @@ def _sample_batch(model, B, temperature, generator, method, cuda_graphs, fs, hig
 
 
 def _cached_slice(model, cache, cond, temperature, u, lp) -> torch.Tensor:
-    """One slice by the model's cached step: cond [B, cond_ch, n, n] -> int64 values [B, C, n, n]."""
+    """One slice by the model's cached decoding: cond [B, cond_ch, n, n] -> int64 values [B, C, n, n]."""
     ns, C = model.config.slice_size, model.config.channels
-    be = "torch" if model.config.backend == "torch" else None
     values = torch.zeros(ns * ns * C, cond.shape[0], dtype=torch.int64, device=cond.device)  # generation order
     model.start_slice(cache, cond)
-    us, lps, vs = u.unbind(0), lp.unbind(0), values.unbind(0)  # one view per sub-pixel, made once per slice
-    i = 0
-    for r in range(ns):
-        for c in range(ns):
-            for ch in range(C):
-                sk.categorical_draw_(model.step(cache, r, c, ch), us[i], temperature, vs[i], lps[i], backend=be,
-                                     checked=True)  # fmt: skip
-                model.write(cache, vs[i], r, c, ch)
-                i += 1
+    model.decode_slice(cache, u, temperature, values, lp)
     return values.view(ns, ns, C, -1).permute(3, 2, 0, 1)
 
 

@@ -9,6 +9,9 @@ from .incremental import Incremental, incremental
 from .modules import DownShift, MaskedConv2d, down_shift
 from .ops.categorical_draw.op import categorical_draw, categorical_draw_
 from .ops.categorical_draw.ref import categorical_draw_ref, categorical_draw_ref_
+from .ops.decode_rows.op import check as decode_rows_check
+from .ops.decode_rows.op import decode_rows
+from .ops.decode_rows.ref import decode_rows_ref
 from .ops.gated_step.op import check as gated_step_check
 from .ops.gated_step.op import gated_step
 from .ops.gated_step.ref import gated_step_ref
@@ -30,6 +33,9 @@ __all__ = [
     "categorical_draw_",
     "categorical_draw_ref",
     "categorical_draw_ref_",
+    "decode_rows",
+    "decode_rows_check",
+    "decode_rows_ref",
     "gated_step",
     "gated_step_check",
     "gated_step_ref",
