@@ -83,8 +83,11 @@ class InferenceCache:
     head: the head's packed weights (heads.py: step_weights); base: [B, C, Dh] the current pixel's head input
     for every channel; pixel: [B, C] the current pixel's scaled values in the decoder's map (a view); levels:
     [2^bits] the scaled value of each integer level; next: the index of the next sub-pixel of the slice to step,
-    in raster order (row, column, channel); graphs: the CUDA graphs of the decoder step per position (CUDA only;
+    in raster order (row, column, channel); graphs: the CUDA graphs of each pixel's decoding per position (CUDA only;
     None: eager), graphs_required: whether a failed capture raises, graph_pool: the memory pool they all share;
+    u, values, log_p: [n*n*C, B] static buffers of a slice's uniforms (float64), drawn values (int64) and their
+    log-probabilities (float64), in generation order, which captured pixels read and write; graph_temperature: the
+    temperature the graphs were captured with;
     rows: the arguments of spn_kernels.decode_rows up to ``levels`` (None where the model's slices are decoded
     step by step: a mixture head, attention in the decoder, or a GPU), rows_checked: whether they were checked.
     """
@@ -100,3 +103,7 @@ class InferenceCache:
     graph_pool: object = None
     rows: tuple | None = None
     rows_checked: bool = False
+    u: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    log_p: torch.Tensor | None = None
+    graph_temperature: float | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 
 import torch
 from torch import nn
@@ -197,9 +198,9 @@ class SPN(nn.Module):
         """The decoding state of a batch of ``batch`` images, allocated once and reused for every slice. It holds
         the eval-mode weights packed for the step: allocate a new one after changing the weights.
 
-        cuda_graphs (CUDA only): None captures each position's decoder step in a CUDA graph on the first slice
-        and replays it on the others, warning once and staying eager if a capture fails; True raises instead;
-        False stays eager."""
+        cuda_graphs (CUDA only): None captures each pixel's whole decoding (decoder step, channel head, draws from
+        the slice's pre-drawn uniforms, cache writes) in a CUDA graph on the first slice and replays it on the
+        others, warning once and staying eager if a capture fails; True raises instead; False stays eager."""
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"batch must be an int >= 1, got {batch!r}")
         dtype = self.dtype if dtype is None else dtype
@@ -213,6 +214,9 @@ class SPN(nn.Module):
             levels=scale(torch.arange(2**cfg.model_bits, device=device), cfg.model_bits, dtype),
             graphs={} if use_graphs else None,
             graphs_required=bool(cuda_graphs) and use_graphs,
+            u=torch.zeros(cfg.slice_size**2 * cfg.channels, batch, dtype=torch.float64, device=device),
+            values=torch.zeros(cfg.slice_size**2 * cfg.channels, batch, dtype=torch.int64, device=device),
+            log_p=torch.zeros(cfg.slice_size**2 * cfg.channels, batch, dtype=torch.float64, device=device),
         )
         if device.type == "cpu" and isinstance(self.head, CategoricalHead) and not cfg.decoder_attention:
             blocks, w = cache.decoder.blocks, cache.head
@@ -221,6 +225,20 @@ class SPN(nn.Module):
                           [b.w_out for b in blocks], [b.b_out for b in blocks], w["inp"], w["bias"], w["prev"],
                           w["out_w"], w["out_b"], cache.levels)  # fmt: skip
         return cache
+
+    def kept_inference_cache(self, batch: int, cuda_graphs: bool | None = None) -> InferenceCache:
+        """allocate_inference_cache(batch, cuda_graphs=...), kept between sample() calls where CUDA graphs are
+        captured, so that the graphs are reused while the weights are unchanged (a changed or replaced parameter
+        allocates afresh). Only the newest such cache is kept per model; elsewhere a new cache every call."""
+        if self.device.type != "cuda" or cuda_graphs is False:
+            return self.allocate_inference_cache(batch, cuda_graphs=cuda_graphs)
+        weights = tuple((p.data_ptr(), p._version) for p in self.parameters())  # _version: bumped by in-place updates
+        key = (batch, self.dtype, self.device, cuda_graphs, weights)
+        kept = _KEPT_CACHES.get(self)
+        if kept is None or kept[0] != key:
+            kept = (key, self.allocate_inference_cache(batch, cuda_graphs=cuda_graphs))
+            _KEPT_CACHES[self] = kept
+        return kept[1]
 
     @torch.no_grad()
     def start_slice(self, cache: InferenceCache, cond: torch.Tensor) -> None:
@@ -242,7 +260,7 @@ class SPN(nn.Module):
             dec = cache.decoder
             if dec.rows_done < row:
                 self.decoder.step_row(dec, row - 1)
-            cache.base = self._position_step(cache, row, col)
+            cache.base = self.head.step_base(cache.head, self.decoder.step(dec, row, col))
             cache.pixel = dec.pixels[:, dec.pad + row, dec.pad + col]
         return self.head.step_channel(cache.head, cache.base, cache.pixel, channel)
 
@@ -266,57 +284,82 @@ class SPN(nn.Module):
             sk.decode_rows(*args, backend=be, checked=True)
             cache.decoder.rows_done, cache.next = n - 1, n * n * C
             return
-        us, lps, vs = u.unbind(0), log_p.unbind(0), values.unbind(0)  # one view per sub-pixel, made once per slice
-        for i in range(cache.next, n * n * C):
-            r, rest = divmod(i, n * C)
-            c, ch = divmod(rest, C)
-            sk.categorical_draw_(self.step(cache, r, c, ch), us[i], temperature, vs[i], lps[i], backend=be,
-                                 checked=True)  # fmt: skip
-            self.write(cache, vs[i], r, c, ch)
+        if cache.graphs is not None and cache.graph_temperature != temperature:
+            cache.graphs.clear()  # the temperature is part of every captured pixel
+        cache.graph_temperature = temperature
+        cache.u.copy_(u)  # the graphs read the slice's uniforms from this static buffer
+        dec = cache.decoder
+        for r in range(cache.next // (n * C), n):
+            if dec.rows_done < r:
+                self.decoder.step_row(dec, r - 1)
+            for c in range(n):
+                self._pixel(cache, r, c, temperature)
+        cache.next = n * n * C
+        values.copy_(cache.values)
+        log_p.copy_(cache.log_p)
+
+    def _pixel(self, cache: InferenceCache, row: int, col: int, temperature: float) -> None:
+        """Every channel of pixel (row, col), into the cache's static buffers; on CUDA replayed from a graph."""
+        if cache.graphs is None:
+            return self._pixel_body(cache, row, col, temperature)
+        graph = cache.graphs.get((row, col))
+        if graph is None:
+            try:
+                graph = self._capture(cache, row, col, temperature)
+            except Exception as e:  # noqa: BLE001  (any capture failure: said out loud, never silent)
+                if cache.graphs_required:
+                    raise RuntimeError(f"CUDA graph capture of the decoding step failed: {e}") from e
+                warnings.warn(f"CUDA graph capture of the decoding step failed ({type(e).__name__}: {e}); "
+                              "sampling continues without CUDA graphs (pass cuda_graphs=True to make this an "
+                              "error)", RuntimeWarning, stacklevel=4)  # fmt: skip
+                cache.graphs = None
+                return self._pixel_body(cache, row, col, temperature)
+            cache.graphs[(row, col)] = graph
+        graph.replay()
+
+    def _pixel_body(self, cache: InferenceCache, row: int, col: int, temperature: float) -> None:
+        """The work of one pixel with no host synchronisation and no generator (what a graph captures): the
+        decoder step, then per channel the head, the draw with cache.u, and the write into the decoder's cache."""
+        cfg = self.config
+        C, dec = cfg.channels, cache.decoder
+        be = "torch" if cfg.backend == "torch" or cache.u.device.type != "cpu" else None
+        base = self.head.step_base(cache.head, self.decoder.step(dec, row, col))
+        pixel = dec.pixels[:, dec.pad + row, dec.pad + col]
+        i = (row * cfg.slice_size + col) * C
+        for ch in range(C):
+            logits = self.head.step_channel(cache.head, base, pixel, ch)
+            sk.categorical_draw_(logits, cache.u[i + ch], temperature, cache.values[i + ch], cache.log_p[i + ch],
+                                 backend=be, checked=True)  # fmt: skip
+            pixel[:, ch] = cache.levels.index_select(0, cache.values[i + ch])
 
     def write(self, cache: InferenceCache, value: torch.Tensor, row: int, col: int, channel: int) -> None:
         """Stores the drawn integer value [B] of sub-pixel (row, col, channel), the one just stepped."""
         cache.pixel[:, channel] = cache.levels.index_select(0, value)
         cache.next += 1
 
-    def _position_step(self, cache: InferenceCache, row: int, col: int) -> torch.Tensor:
-        """The decoder at (row, col) and the head's input, [B, C, Dh]; on CUDA replayed from a graph."""
-        if cache.graphs is None:
-            return self.head.step_base(cache.head, self.decoder.step(cache.decoder, row, col))
-        graph = cache.graphs.get((row, col))
-        if graph is None:
-            try:
-                graph = self._capture(cache, row, col)
-            except Exception as e:  # noqa: BLE001  (any capture failure: said out loud, never silent)
-                if cache.graphs_required:
-                    raise RuntimeError(f"CUDA graph capture of the decoder step failed: {e}") from e
-                warnings.warn(f"CUDA graph capture of the decoder step failed ({type(e).__name__}: {e}); "
-                              "sampling continues without CUDA graphs (pass cuda_graphs=True to make this an "
-                              "error)", RuntimeWarning, stacklevel=3)  # fmt: skip
-                cache.graphs = None
-                return self.head.step_base(cache.head, self.decoder.step(cache.decoder, row, col))
-            cache.graphs[(row, col)] = graph
-        graph[0].replay()
-        return graph[1]
-
-    def _capture(self, cache: InferenceCache, row: int, col: int):
-        """Captures the step at (row, col) on the cache's static buffers; all positions share one memory pool."""
+    def _capture(self, cache: InferenceCache, row: int, col: int, temperature: float):
+        """Captures pixel (row, col) on the cache's static buffers; all pixels share one memory pool."""
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up; its cache writes are idempotent
-            self.head.step_base(cache.head, self.decoder.step(cache.decoder, row, col))
+        with torch.cuda.stream(side):  # warm-up: it computes this slice's pixel, which the replay then redoes
+            self._pixel_body(cache, row, col, temperature)
         torch.cuda.current_stream().wait_stream(side)
         if cache.graph_pool is None:
             cache.graph_pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         # thread_local: a DataLoader's pin-memory thread cannot invalidate the capture
         with torch.cuda.graph(graph, pool=cache.graph_pool, capture_error_mode="thread_local"):
-            out = self.head.step_base(cache.head, self.decoder.step(cache.decoder, row, col))
-        return graph, out
+            self._pixel_body(cache, row, col, temperature)
+        return graph
 
     def extra_repr(self) -> str:
         n = sum(p.numel() for p in self.parameters())
         return f"{self.config}, parameters={n:,}"
+
+
+# model -> (key, InferenceCache) of kept_inference_cache; weak, so a kept cache never outlives its model, and never
+# travels with it (state_dict, deepcopy and pickling do not see it)
+_KEPT_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _pick(slices: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -144,7 +144,7 @@ def _sample_batch(model, B, temperature, generator, method, cuda_graphs, fs, hig
     lp = torch.zeros(ns * ns * C, B, dtype=torch.float64, device=dev)
     log_p = torch.zeros(B, dtype=torch.float64, device=dev)
     bad = torch.zeros((), dtype=torch.int64, device=dev)
-    cache = model.allocate_inference_cache(B, cuda_graphs=cuda_graphs) if method == "cached" else None
+    cache = model.kept_inference_cache(B, cuda_graphs=cuda_graphs) if method == "cached" else None
     slices = range(cfg.first_slice, cfg.num_slices)
     for k in slices:
         t = torch.full((B,), k, dtype=torch.int64, device=dev)

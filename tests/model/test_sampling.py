@@ -181,3 +181,29 @@ def test_bad_conditioning():
         depth.sample(1, high_bits=torch.full((1, 1, 4, 4), 2))
     with pytest.raises(ValueError, match="high_bits must have shape"):
         depth.sample(2, high_bits=torch.zeros(1, 1, 4, 4, dtype=torch.int64))
+
+
+def test_inference_cache_is_not_kept_on_cpu():
+    model = SPN(SPNConfig(image_size=4, channels=1, bits=2, subscale=2)).eval()
+    assert model.kept_inference_cache(2) is not model.kept_inference_cache(2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("head", ["categorical", "logistic_mixture"])
+def test_cuda_graphs_are_kept_between_calls_while_the_weights_stay(head):
+    torch.manual_seed(0)
+    cfg = SPNConfig(image_size=8, channels=3, bits=3, subscale=2, output=head)
+    model = SPN(cfg).cuda().eval()
+
+    def run(**kw):
+        return model.sample(2, generator=torch.Generator(device="cuda").manual_seed(0), **kw)
+
+    first = run()
+    cache = model.kept_inference_cache(2)
+    assert cache.graphs is not None and len(cache.graphs) == cfg.slice_size**2  # every pixel captured
+    assert torch.equal(run(), first) and model.kept_inference_cache(2) is cache  # replayed, not recaptured
+    assert torch.equal(run(cuda_graphs=False), first)  # the same images as eager
+    assert not torch.equal(run(temperature=0.5), first) and cache.graph_temperature == 0.5
+    with torch.no_grad():
+        model.head.out_b.add_(1.0)  # an in-place update: new weights, new cache
+    assert model.kept_inference_cache(2) is not cache
