@@ -139,6 +139,40 @@ def step_case(device, B, Ci, Co, H, k, mt, dtype, be, given=True, precision="exa
     return Case(f"{what} {_dt(dtype)} {precision} {be}", run, tier=tier, cost_s=cost_s)
 
 
+def gated_case(device, B, c0, d, L, k, n, dtype, be, cost_s=4.0) -> Case:
+    """gated_step (every block's horizontal step of the sampler) at three positions, against the reference:
+    the output and each block's cache write."""
+    what = f"gated_step B={B} c0={c0} d={d} L={L} k={k} n={n}"
+
+    def run():
+        g = torch.Generator(device=device).manual_seed(0)
+        p = k // 2
+
+        def r(*shape, scale=1.0):
+            return (torch.randn(*shape, generator=g, device=device, dtype=torch.float64) * scale).to(dtype)
+
+        chans = [c0] + [d] * (L - 1)
+        args = (
+            [r(B, n + p, n + 2 * p, c) for c in chans],
+            [r(B, n, 2 * d) for _ in chans],
+            [r((p + 1) * k * c, 2 * d, scale=((p + 1) * k * c) ** -0.5) for c in chans],
+            [r(d, d, scale=d**-0.5) for _ in chans],
+            [r(d) for _ in chans],
+        )
+        pairs = []
+        for row, col in ((0, 0), (n // 2, 1), (n - 1, n - 1)):
+            mine, ref = ([t.clone() for t in a] for a in args), ([t.clone() for t in a] for a in args)
+            mine, ref, ref64 = list(mine), list(ref), [[t.detach().clone().double() for t in a] for a in args]
+            y = sk.gated_step(*mine, row, col, backend=be)
+            y_ref = sk.gated_step_ref(*ref, row, col)
+            y64 = sk.gated_step_ref(*ref64, row, col)
+            pairs.append((y, y_ref, y64))
+            pairs += [(a, b, c) for a, b, c in zip(mine[0][1:], ref[0][1:], ref64[0][1:])]
+        return compare(what, be, dtype, "exact", pairs)
+
+    return Case(f"{what} {_dt(dtype)} exact {be}", run, tier=0, cost_s=cost_s)
+
+
 def _dt(dtype) -> str:
     return str(dtype).replace("torch.", "")
 
@@ -228,4 +262,14 @@ def cases(device: torch.device, tiny: bool) -> list[Case]:
                     return step_case(device, B, Ci, Co, H, k, mt, dt, be, given, prec, cost)
 
                 out += _group(device, "masked_conv2d_step", make, dt == F32, 4.5)
+
+    # gated_step: the decoder step of the cached sampler (cpu_demo's width, imagenet32's, d not a power of two)
+    gated = [(2, 3, 8, 2, 3, 5)] if tiny else [(64, 3, 32, 3, 3, 8), (64, 3, 256, 8, 3, 16), (16, 96, 96, 2, 5, 9)]
+    for B, c0, d, L, k, n in gated:
+        for dt in (F32, torch.float64):
+
+            def make(be, prec, cost, B=B, c0=c0, d=d, L=L, k=k, n=n, dt=dt):
+                return gated_case(device, B, c0, d, L, k, n, dt, be, cost)
+
+            out += [make(be, "exact", 4.5) for be in (None, "triton")]
     return out

@@ -45,6 +45,7 @@ def _precisions(dtype):
 def _cases():
     """(name, thunk) pairs; each thunk returns the Launch objects of one plan, built on meta tensors."""
     from spn_kernels import _triton_slices
+    from spn_kernels.ops.gated_step import triton as gated
     from spn_kernels.ops.masked_conv2d import triton as conv
     from spn_kernels.ops.masked_conv2d_step import triton as step
     from spn_kernels.ops.slice_context import triton as context
@@ -179,6 +180,22 @@ def _cases():
                 ],
             )
         )
+    # gated_step: every config at the decoder widths of the CPU presets (32, 3 channels in block 0) and the
+    # paper-scale ones (256, d not a power of two: 96)
+    for cfg in gated.CONFIGS:
+        dtype = torch.float64 if cfg == "f64" else torch.float32
+        for d, c0, k in ((32, 3, 3), (256, 256, 5), (96, 3, 3)):
+            p, n = k // 2, 16
+            h_in = [t(16, n + p, n + 2 * p, c, dtype=dtype) for c in (c0, d)]
+            row_term = [t(16, n, 2 * d, dtype=dtype) for _ in range(2)]
+            w_h = [t((p + 1) * k * c, 2 * d, dtype=dtype) for c in (c0, d)]
+            w_out, b_out = [t(d, d, dtype=dtype)] * 2, [t(d, dtype=dtype)] * 2
+            out.append(
+                (
+                    f"gated-step-{cfg}-d{d}-c{c0}-k{k}",
+                    lambda a=(h_in, row_term, w_h, w_out, b_out), c=cfg: gated.plan(*a, 3, 4, c)[0],
+                )
+            )
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..._backend import BACKENDS
+from ..._backend import BACKENDS, HAS_TRITON
 from .ref import gated_step_ref
 
 
@@ -74,7 +74,9 @@ def gated_step(
 ) -> torch.Tensor:
     """Every gated block's horizontal step at (row, col) in one call; see ref.py for the shapes. checked=True
     skips the argument checks (for callers that ran check() once on the same tensors). backend: None (CPU: the C++
-    kernel; CUDA: the reference's ops, which a CUDA graph captures), "cpu", or "torch" (the reference)."""
+    kernel; CUDA: the Triton kernel, one launch per block, where Triton is installed, else the reference's ops;
+    either is captured by a CUDA graph), "cpu", "triton" (float32/float64; on CPU tensors only under
+    TRITON_INTERPRET=1), or "torch" (the reference)."""
     if not checked:
         check(h_in, row_term, w_h, w_out, b_out, row, col)
     if backend is not None and backend not in BACKENDS:
@@ -82,8 +84,14 @@ def gated_step(
     on_cpu = h_in[0].device.type == "cpu"
     if backend == "cpu" and not on_cpu:
         raise ValueError(f"backend='cpu' needs CPU tensors, got a tensor on {h_in[0].device}")
-    if backend in ("triton", "cuda"):
-        raise ValueError(f"gated_step has no {backend!r} kernel; use backend=None or 'torch'")
+    if backend == "cuda":
+        raise ValueError("gated_step has no 'cuda' kernel; use backend=None, 'triton' or 'torch'")
+    if backend == "triton" and not HAS_TRITON:
+        raise ValueError("backend='triton' needs the triton package, which is not installed")
+    if backend == "triton" or (backend is None and not on_cpu and HAS_TRITON):
+        from .triton import gated_step as gated_step_triton
+
+        return gated_step_triton(h_in, row_term, w_h, w_out, b_out, row, col)
     if on_cpu and backend != "torch":
         return torch.ops.spn.gated_step(h_in, row_term, w_h, w_out, b_out, row, col)
     return gated_step_ref(h_in, row_term, w_h, w_out, b_out, row, col)
