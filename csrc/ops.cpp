@@ -44,11 +44,13 @@ TORCH_LIBRARY_FRAGMENT(spn, m) {
   m.def("categorical_draw(Tensor logits, Tensor u, float temperature) -> (Tensor, Tensor)");
   // The same, written into values (int64 [B]) and log_p (float64 [B]): no allocation, no copy per sub-pixel.
   m.def("categorical_draw_(Tensor logits, Tensor u, float temperature, Tensor(a!) values, Tensor(b!) log_p) -> ()");
-  // Rows [row_start, row_end) of a slice sampled in place: gated decoder, categorical head, draws and cache writes
+  // Rows [row_start, row_end) of a slice sampled in place: gated decoder, channel head (categorical, or a mixture of
+  // `mixtures` discretised logistics), draws and cache writes
   // for every sub-pixel, then the vertical stacks (spn_kernels/ops/decode_rows/ref.py).
   m.def(
       "decode_rows(Tensor(a!) pixels, Tensor(b!)[] v_in, Tensor(c!)[] h_in, Tensor(d!)[] row_term, Tensor[] cond_v, "
       "Tensor[] cond_h, Tensor[] w_v, Tensor[] w_h, Tensor[] w_vh, Tensor[] w_out, Tensor[] b_out, Tensor head_inp, "
-      "Tensor head_bias, Tensor[] head_prev, Tensor[] head_out_w, Tensor[] head_out_b, Tensor levels, Tensor u, "
+      "Tensor head_bias, Tensor[] head_prev, Tensor[] head_out_w, Tensor[] head_out_b, int mixtures, "
+      "float log_scale_min, Tensor levels, Tensor u, "
       "float temperature, Tensor(e!) values, Tensor(f!) log_p, int row_start, int row_end) -> ()");
 }

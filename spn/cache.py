@@ -89,7 +89,7 @@ class InferenceCache:
     log-probabilities (float64), in generation order, which captured pixels read and write; graph_temperature: the
     temperature the graphs were captured with;
     rows: the arguments of spn_kernels.decode_rows up to ``levels`` (None where the model's slices are decoded
-    step by step: a mixture head, attention in the decoder, or a GPU), rows_checked: whether they were checked.
+    step by step: attention in the decoder, or a GPU), rows_checked: whether they were checked.
     """
 
     decoder: DecoderCache

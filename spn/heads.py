@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spn_kernels.ops.decode_rows.ref import logistic_bin_log_prob
+
 OUTPUTS = ("categorical", "logistic_mixture")
 LOG_SCALE_MIN = -7.0  # PixelCNN++'s floor on the logistic's log-scale: keeps bins of width 2/K resolvable
 
@@ -97,24 +99,6 @@ class CategoricalHead(_Trunk):
 
     def step_channel(self, w: dict, base: torch.Tensor, values: torch.Tensor, c: int) -> torch.Tensor:
         return self.step_raw(w, base, values, c)  # [B, K]
-
-
-def logistic_bin_log_prob(mean: torch.Tensor, log_scale: torch.Tensor, k: torch.Tensor, classes: int) -> torch.Tensor:
-    """log P(bin k) of a logistic(mean, exp(log_scale)) discretised to ``classes`` bins of [-1, 1].
-
-    Bin k covers [x_k - 1/K, x_k + 1/K] around its centre x_k = (2k + 1)/K - 1, except that bin 0 extends to
-    -inf and bin K-1 to +inf, so the bins partition the real line. Shapes broadcast; float in, float out.
-    With a = (x_k + 1/K - mean)/scale > b = (x_k - 1/K - mean)/scale, the bin's mass is
-    sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - exp(b - a)), evaluated in logs (no cancellation).
-    """
-    inv_s = torch.exp(-log_scale)
-    centre = (2 * k.to(mean.dtype) + 1) / classes - 1
-    half = 1.0 / classes
-    inf = torch.tensor(math.inf, dtype=mean.dtype, device=mean.device)
-    a = torch.where(k == classes - 1, inf, (centre + half - mean) * inv_s)
-    b = torch.where(k == 0, -inf, (centre - half - mean) * inv_s)
-    width = torch.where((k == 0) | (k == classes - 1), inf, 2 * half * inv_s)  # a - b, exactly
-    return F.logsigmoid(a) + F.logsigmoid(-b) + torch.log(-torch.expm1(-width))
 
 
 class LogisticMixtureHead(_Trunk):

@@ -23,7 +23,7 @@ from .cache import InferenceCache
 from .config import SPNConfig
 from .context import ContextNetwork
 from .decoder import SliceDecoder
-from .heads import CategoricalHead, build_head
+from .heads import LOG_SCALE_MIN, CategoricalHead, build_head
 from .sampling import sample as _sample
 from .values import check_int_tensor, scale
 
@@ -188,8 +188,8 @@ class SPN(nn.Module):
                        **kwargs)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ cached decoding
-    # Per slice: start_slice(cache, cond), then decode_slice(cache, ...), which is one fused call (CPU, categorical
-    # head, no decoder attention) or, for every sub-pixel in raster order (row, column, channel),
+    # Per slice: start_slice(cache, cond), then decode_slice(cache, ...), which is one fused call (CPU, no decoder
+    # attention) or, for every sub-pixel in raster order (row, column, channel),
     # logits = step(cache, row, col, channel), a draw, and write(cache, value, row, col, channel).
     @torch.no_grad()
     def allocate_inference_cache(
@@ -218,12 +218,13 @@ class SPN(nn.Module):
             values=torch.zeros(cfg.slice_size**2 * cfg.channels, batch, dtype=torch.int64, device=device),
             log_p=torch.zeros(cfg.slice_size**2 * cfg.channels, batch, dtype=torch.float64, device=device),
         )
-        if device.type == "cpu" and isinstance(self.head, CategoricalHead) and not cfg.decoder_attention:
+        if device.type == "cpu" and not cfg.decoder_attention:
             blocks, w = cache.decoder.blocks, cache.head
             lists = [[getattr(b, f) for b in blocks] for f in ("row_term", "cond_v", "cond_h", "w_v", "w_h", "w_vh")]
             cache.rows = (cache.decoder.pixels, [b.v_in for b in blocks[1:]], [b.h_in for b in blocks[1:]], *lists,
                           [b.w_out for b in blocks], [b.b_out for b in blocks], w["inp"], w["bias"], w["prev"],
-                          w["out_w"], w["out_b"], cache.levels)  # fmt: skip
+                          w["out_w"], w["out_b"], 0 if isinstance(self.head, CategoricalHead) else cfg.mixtures,
+                          LOG_SCALE_MIN, cache.levels)  # fmt: skip
         return cache
 
     def kept_inference_cache(self, batch: int, cuda_graphs: bool | None = None) -> InferenceCache:
@@ -271,8 +272,8 @@ class SPN(nn.Module):
         """Samples the current slice (after start_slice) whole, in raster order: u float64 [n*n*C, B] holds one
         uniform per sub-pixel in generation order (row, column, channel); the drawn values (int64) and their
         log-probabilities at temperature 1 (float64, NaN where the logits were not finite) are written into
-        values and log_p [n*n*C, B]. On CPU with the categorical head and no decoder attention this is one fused
-        spn_kernels.decode_rows call; otherwise step(), a draw and write() per sub-pixel (the same values)."""
+        values and log_p [n*n*C, B]. On CPU without decoder attention this is one fused spn_kernels.decode_rows
+        call (either head); otherwise step(), a draw and write() per sub-pixel (the same values)."""
         cfg = self.config
         n, C = cfg.slice_size, cfg.channels
         be = "torch" if cfg.backend == "torch" else None

@@ -1,17 +1,19 @@
 // CPU kernel of decode_rows: whole rows of a slice sampled in one call (spec: decode_rows_ref in
-// spn_kernels/ops/decode_rows/ref.py). Per position: every gated block's horizontal step, the categorical head
-// channel by channel, the inverse-CDF draw and the cache writes; after each row, the vertical stacks. The sampler
+// spn_kernels/ops/decode_rows/ref.py). Per position: every gated block's horizontal step, the channel head
+// (categorical, or a discretised logistic mixture) channel by channel, the inverse-CDF draw and the cache writes; after each row, the vertical stacks. The sampler
 // calls it once per slice, so no Python and no dispatcher run per sub-pixel.
 //
 // Matrix products: a plain loop for a few rows (where a BLAS call costs more in overhead than the arithmetic),
 // at::addmm_out on the same memory (no copies) from kBlasRows rows on. Only O(L) shape checks run here: the
 // sampler checks the full spec once per run (spn_kernels/ops/decode_rows/op.py: check).
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "categorical_draw/draw.h"
@@ -69,6 +71,67 @@ void gate(const T* hp, T* g, int64_t gs, const T* res, int64_t rs, int64_t B, in
   }
 }
 
+// log sigmoid(t) and log sigmoid(-t) from one exp and one log1p, both exact for either sign and for +-inf.
+template <typename T>
+void log_sigmoids(T t, T* lp, T* lm) {
+  const T l = std::log1p(std::exp(-std::abs(t)));
+  *lp = t >= T(0) ? -l : t - l;
+  *lm = t >= T(0) ? -t - l : -l;
+}
+
+// Scratch floats mixture_row needs for M components and K bins.
+inline int64_t mixture_work(int64_t M, int64_t K) { return 5 * M + 2 * M * (K + 1); }
+
+// The K bin log-probabilities of channel c under a mixture of M discretised logistics (mixture_log_probs_ref in
+// spn_kernels/ops/decode_rows/ref.py): raw [M*(3+C)], x [C] the pixel's scaled values (< c read), out [K];
+// work: mixture_work(M, K) scratch. Bin k's mass is sigmoid(a) - sigmoid(b) with b its lower edge and a its upper
+// edge, scaled; neighbouring bins share an edge, so each of the K - 1 inner edges of a component costs one exp and
+// one log1p (log sigmoid of both signs), and the terms that do not depend on the bin are computed once.
+template <typename T>
+void mixture_row(const T* raw, const T* x, int64_t c, int64_t M, int64_t C, int64_t K, T lsmin, T* out, T* work) {
+  const T inf = std::numeric_limits<T>::infinity();
+  T *lw = work, *mu = work + M, *inv = work + 2 * M, *lwid = work + 3 * M, *v = work + 4 * M;
+  T *lp = work + 5 * M, *lm = lp + M * (K + 1);  // [M, K + 1]: log sigmoid(+-edge j), edge j = bin j's lower edge
+  T mx = -inf;
+  for (int64_t m = 0; m < M; ++m) mx = (raw[m] > mx || std::isnan(raw[m])) ? raw[m] : mx;
+  T se = 0;
+  for (int64_t m = 0; m < M; ++m) se += std::exp(raw[m] - mx);
+  const T lse = mx + std::log(se), half = T(1) / T(K);
+  for (int64_t m = 0; m < M; ++m) {
+    lw[m] = raw[m] - lse;
+    T mean = raw[M + m];
+    for (int64_t q = 0; q < c; ++q) mean += std::tanh(raw[3 * M + m * C + q]) * x[q];
+    mu[m] = mean;
+    const T ls = raw[2 * M + m] < lsmin ? lsmin : raw[2 * M + m];  // NaN stays NaN, as torch.clamp
+    inv[m] = std::exp(-ls);
+    lwid[m] = std::log(-std::expm1(-(2 * half * inv[m])));
+    T* lpm = lp + m * (K + 1);
+    T* lmm = lm + m * (K + 1);
+    for (int64_t j = 1; j < K; ++j) {
+      const T centre = (2 * T(j) + 1) / T(K) - 1;  // bin j's centre: its lower edge is centre - half
+      log_sigmoids((centre - half - mean) * inv[m], lpm + j, lmm + j);
+    }
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const bool first = k == 0, last = k == K - 1;
+    T best = -inf;
+    for (int64_t m = 0; m < M; ++m) {
+      // log sigmoid(a) with a the upper edge (+inf for the last bin), log sigmoid(-b) with b the lower (-inf first)
+      const T la = last ? T(0) : lp[m * (K + 1) + k + 1];
+      const T lb = first ? T(0) : lm[m * (K + 1) + k];
+      v[m] = lw[m] + la + lb + (first || last ? T(0) : lwid[m]);
+      best = (v[m] > best || std::isnan(v[m])) ? v[m] : best;
+    }
+    if (best == -inf) {
+      out[k] = -inf;
+      continue;
+    }
+    T sum = 0;
+    for (int64_t m = 0; m < M; ++m) sum += std::exp(v[m] - best);
+    out[k] = best + std::log(sum);
+  }
+}
+
 template <typename T>
 struct Block {  // one gated block's cache and packed weights (spn.cache.GatedBlockCache)
   T *v_in, *h_in, *row_term;
@@ -79,12 +142,13 @@ struct Block {  // one gated block's cache and packed weights (spn.cache.GatedBl
 template <typename T>
 struct Decoder {
   std::vector<Block<T>> blocks;
-  int64_t B, n, p, k, Hp, Wp, C, Dh, K;
+  int64_t B, n, p, k, Hp, Wp, C, Dh, K, M, outs;  // M: mixture components (0: categorical); outs: head outputs
+  T lsmin;
   const T *head_inp, *head_bias, *levels;
   std::vector<const T*> prev, out_w, out_b;
   at::TensorOptions opt;
   // scratch
-  std::vector<T> win, hp, g, h, h2, base, z, logits;
+  std::vector<T> win, hp, g, h, h2, base, z, logits, lk;
   std::vector<double> cdf, dx, de;
 
   T* at(T* map, int64_t c, int64_t b, int64_t r, int64_t col) const { return map + ((b * Hp + r) * Wp + col) * c; }
@@ -127,13 +191,25 @@ struct Decoder {
               prev[ch], opt);
       }
       for (int64_t j = 0; j < B * Dh; ++j) z[j] = z[j] > T(0) ? z[j] : (z[j] == z[j] ? T(0) : z[j]);  // NaN stays
-      mm<T>({logits.data(), B, K, K}, {const_cast<T*>(out_b[ch]), B, K, 0}, {z.data(), B, Dh, Dh}, out_w[ch], opt);
+      mm<T>({logits.data(), B, outs, outs}, {const_cast<T*>(out_b[ch]), B, outs, 0}, {z.data(), B, Dh, Dh}, out_w[ch],
+            opt);
+      const T* rows = logits.data();  // [B, K]: the categorical's logits, or the mixture's log-probabilities
+      if (M > 0) {
+        // rows are independent and each costs ~K*M transcendentals: worth the threads from two rows on
+        at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+          std::vector<T> work(mixture_work(M, K));
+          for (int64_t b = b0; b < b1; ++b) {
+            mixture_row(logits.data() + b * outs, at(pixels, C, b, p + r, p + col), ch, M, C, K, lsmin,
+                        lk.data() + b * K, work.data());
+          }
+        });
+        rows = lk.data();
+      }
       const int64_t i = i0 + ch;
       if (B * K < draw::kVectorExp) {
-        draw::draw_rows(logits.data(), K, 1, u + i * B, 1, temp, B, K, values + i * B, lp + i * B, 1, cdf.data());
+        draw::draw_rows(rows, K, 1, u + i * B, 1, temp, B, K, values + i * B, lp + i * B, 1, cdf.data());
       } else {
-        draw::draw_batch(logits.data(), K, 1, u + i * B, 1, temp, B, K, values + i * B, lp + i * B, 1, dx.data(),
-                         de.data());
+        draw::draw_batch(rows, K, 1, u + i * B, 1, temp, B, K, values + i * B, lp + i * B, 1, dx.data(), de.data());
       }
       for (int64_t b = 0; b < B; ++b) at(pixels, C, b, p + r, p + col)[ch] = levels[values[i * B + b]];
     }
@@ -180,7 +256,8 @@ void decode_rows_cpu(const at::Tensor& pixels, at::TensorList v_in, at::TensorLi
                      at::TensorList cond_v, at::TensorList cond_h, at::TensorList w_v, at::TensorList w_h,
                      at::TensorList w_vh, at::TensorList w_out, at::TensorList b_out, const at::Tensor& head_inp,
                      const at::Tensor& head_bias, at::TensorList head_prev, at::TensorList head_out_w,
-                     at::TensorList head_out_b, const at::Tensor& levels, const at::Tensor& u, double temperature,
+                     at::TensorList head_out_b, int64_t mixtures, double log_scale_min, const at::Tensor& levels,
+                     const at::Tensor& u, double temperature,
                      const at::Tensor& values, const at::Tensor& log_p, int64_t row_start, int64_t row_end) {
   const int64_t L = static_cast<int64_t>(w_h.size());
   TORCH_CHECK_VALUE(L >= 1 && static_cast<int64_t>(v_in.size()) == L - 1 &&
@@ -194,6 +271,9 @@ void decode_rows_cpu(const at::Tensor& pixels, at::TensorList v_in, at::TensorLi
   TORCH_CHECK_VALUE(static_cast<int64_t>(head_prev.size()) == C && static_cast<int64_t>(head_out_w.size()) == C &&
                         static_cast<int64_t>(head_out_b.size()) == C,
                     "decode_rows: the head lists must hold C = ", C, " entries");
+  TORCH_CHECK_VALUE(levels.dim() == 1 && mixtures >= 0 && head_out_w[0].dim() == 2 &&
+                        head_out_w[0].size(1) == (mixtures > 0 ? mixtures * (3 + C) : levels.size(0)),
+                    "decode_rows: head_out_w[0] must be [Dh, K] (categorical) or [Dh, M*(3+C)] (mixture)");
   TORCH_CHECK_VALUE(0 <= row_start && row_start < row_end && row_end <= n, "decode_rows: rows [", row_start, ", ",
                     row_end, ") are not inside 0..", n);
   TORCH_CHECK_VALUE(u.dim() == 2 && u.size(0) == n * n * C && u.size(1) == pixels.size(0) && u.is_contiguous() &&
@@ -210,7 +290,10 @@ void decode_rows_cpu(const at::Tensor& pixels, at::TensorList v_in, at::TensorLi
     dec.n = n;
     dec.p = (dec.Wp - n) / 2;
     dec.k = 2 * dec.p + 1;
-    dec.K = head_out_w[0].size(1);
+    dec.K = levels.size(0);
+    dec.M = mixtures;
+    dec.outs = head_out_w[0].size(1);
+    dec.lsmin = static_cast<T>(log_scale_min);
     dec.Dh = head_out_w[0].size(0);
     dec.opt = pixels.options();
     dec.head_inp = ptr<T>(head_inp);
@@ -239,7 +322,10 @@ void decode_rows_cpu(const at::Tensor& pixels, at::TensorList v_in, at::TensorLi
     dec.h2.resize(B * dmax);
     dec.base.resize(B * C * dec.Dh);
     dec.z.resize(B * dec.Dh);
-    dec.logits.resize(B * dec.K);
+    dec.logits.resize(B * dec.outs);
+    if (mixtures > 0) {
+      dec.lk.resize(B * dec.K);
+    }
     dec.cdf.resize(dec.K);
     if (B * dec.K >= draw::kVectorExp) {
       dec.dx.resize(B * dec.K);

@@ -12,7 +12,8 @@ from .ref import decode_rows_ref
 
 
 def check(pixels, v_in, h_in, row_term, cond_v, cond_h, w_v, w_h, w_vh, w_out, b_out, head_inp, head_bias, head_prev,
-          head_out_w, head_out_b, levels, u, temperature, values, log_p, row_start, row_end) -> None:  # fmt: skip
+          head_out_w, head_out_b, mixtures, log_scale_min, levels, u, temperature, values, log_p, row_start,
+          row_end) -> None:  # fmt: skip
     """Raises ValueError naming the argument and shapes unless the arguments fit decode_rows' spec (ref.py). The
     sampler calls it once per sampling run on its caches; the per-slice calls then skip it."""
     if not isinstance(pixels, torch.Tensor) or pixels.dim() != 4:
@@ -42,13 +43,20 @@ def check(pixels, v_in, h_in, row_term, cond_v, cond_h, w_v, w_h, w_vh, w_out, b
                          f"{len(head_prev)}, {len(head_out_w)} and {len(head_out_b)}")  # fmt: skip
     if not isinstance(head_out_w[0], torch.Tensor) or head_out_w[0].dim() != 2:
         raise ValueError(f"decode_rows: head_out_w[0] must be [Dh, K], got {_describe(head_out_w[0])}")
-    Dh, K = head_out_w[0].shape
+    if isinstance(mixtures, bool) or not isinstance(mixtures, int) or mixtures < 0:
+        raise ValueError(f"decode_rows: mixtures must be an int >= 0 (0: a categorical head), got {mixtures!r}")
+    if isinstance(log_scale_min, bool) or not isinstance(log_scale_min, (int, float)) or not math.isfinite(log_scale_min):
+        raise ValueError(f"decode_rows: log_scale_min must be a finite number, got {log_scale_min!r}")
+    if not isinstance(levels, torch.Tensor) or levels.dim() != 1:
+        raise ValueError(f"decode_rows: levels must be a 1-D tensor [K], got {_describe(levels)}")
+    Dh, K = head_out_w[0].shape[0], levels.shape[0]
+    outs = mixtures * (3 + C) if mixtures else K
     want["head_inp"] = (head_inp, (d, C * Dh))
     want["head_bias"] = (head_bias, (C * Dh,))
     for ch in range(C):
         want[f"head_prev[{ch}]"] = (head_prev[ch], (ch, Dh))
-        want[f"head_out_w[{ch}]"] = (head_out_w[ch], (Dh, K))
-        want[f"head_out_b[{ch}]"] = (head_out_b[ch], (K,))
+        want[f"head_out_w[{ch}]"] = (head_out_w[ch], (Dh, outs))
+        want[f"head_out_b[{ch}]"] = (head_out_b[ch], (outs,))
     want["levels"] = (levels, (K,))
     for name, (t, shape) in want.items():
         if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
@@ -97,7 +105,8 @@ def decode_rows(*args, backend: str | None = None, checked: bool = False) -> Non
     if backend in ("triton", "cuda"):
         raise ValueError(f"decode_rows has no {backend!r} kernel; use backend=None or 'torch'")
     if on_cpu and backend != "torch":
-        *rest, temperature, values, log_p, r0, r1 = args
-        torch.ops.spn.decode_rows(*rest, float(temperature), values, log_p, r0, r1)
+        *rest, mixtures, log_scale_min, levels, u, temperature, values, log_p, r0, r1 = args
+        torch.ops.spn.decode_rows(*rest, mixtures, float(log_scale_min), levels, u, float(temperature), values,
+                                  log_p, r0, r1)  # fmt: skip
     else:
         decode_rows_ref(*args)
