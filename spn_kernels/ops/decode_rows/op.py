@@ -45,7 +45,8 @@ def check(pixels, v_in, h_in, row_term, cond_v, cond_h, w_v, w_h, w_vh, w_out, b
         raise ValueError(f"decode_rows: head_out_w[0] must be [Dh, K], got {_describe(head_out_w[0])}")
     if isinstance(mixtures, bool) or not isinstance(mixtures, int) or mixtures < 0:
         raise ValueError(f"decode_rows: mixtures must be an int >= 0 (0: a categorical head), got {mixtures!r}")
-    if isinstance(log_scale_min, bool) or not isinstance(log_scale_min, (int, float)) or not math.isfinite(log_scale_min):
+    finite = isinstance(log_scale_min, (int, float)) and not isinstance(log_scale_min, bool)
+    if not finite or not math.isfinite(log_scale_min):
         raise ValueError(f"decode_rows: log_scale_min must be a finite number, got {log_scale_min!r}")
     if not isinstance(levels, torch.Tensor) or levels.dim() != 1:
         raise ValueError(f"decode_rows: levels must be a 1-D tensor [K], got {_describe(levels)}")

@@ -129,7 +129,8 @@ def decode_rows_ref(
             head_out_b: C tensors [K]: the channel head (spn.heads, step_weights()); for a mixture head the
             outputs are M*(3+C) raw values instead of K logits.
         mixtures: 0 for the categorical head, else the mixture's M; log_scale_min: its floor on log-scales.
-        levels: [K] the scaled value of each level (K = 2^bits, the number of values). u: float64 [n*n*C, B], uniforms in [0, 1), one per sub-pixel.
+        levels: [K] the scaled value of each level (K = 2^bits, the number of values).
+        u: float64 [n*n*C, B], uniforms in [0, 1), one per sub-pixel.
         temperature: > 0. values: int64 [n*n*C, B], log_p: float64 [n*n*C, B]: written at the rows' indices
             (log p at temperature 1; NaN where the logits had no distribution, see categorical_draw_ref).
         row_start, row_end: 0 <= row_start < row_end <= n.
