@@ -238,3 +238,17 @@ def test_training_with_labels_and_cond_is_differentiable():
     cond = torch.randn(3, 2, 4, 4, requires_grad=True)  # a feature map from an encoder upstream
     model.loss(x, slices_per_step=2, labels=torch.tensor([0, 1, 2]), cond=cond).backward()
     assert model.label_embedding.weight.grad.abs().sum() > 0 and cond.grad.abs().sum() > 0
+
+
+def test_conditional_loss_traces_as_one_graph():
+    """As tests/model/test_compile.py for the unconditional loss: labels and cond break no graph."""
+    torch.manual_seed(0)
+    model = SPN(SPNConfig(image_size=4, channels=1, bits=2, subscale=2, classes=3, cond_channels=2))
+    x, labels, cond = torch.randint(0, 4, (3, 1, 4, 4)), torch.tensor([0, 1, 2]), torch.randn(3, 2, 4, 4)
+    torch._dynamo.reset()
+    compiled = torch.compile(model.loss, fullgraph=True, backend="aot_eager")
+    losses = []
+    for fn in (compiled, model.loss):
+        torch.manual_seed(1)  # the same random slices
+        losses.append(fn(x, 2, labels, cond))
+    torch.testing.assert_close(losses[0], losses[1])
