@@ -173,3 +173,9 @@ def test_demo_labels_quick(tmp_path, capsys):
     assert len(res["classes"]) == 7 and len(res["per_class"]) == 7 and res["config"]["classes"] == 7
     assert Image.open(res["paths"]["samples"]).size[1] == 7 * (2 * 4 + 2) + 2  # a row per photograph (scale 2)
     assert "astronaut" in capsys.readouterr().out
+
+
+def test_train_labels_with_a_contradicting_class_count(tmp_path, folder):
+    with pytest.raises(SystemExit, match="classes=2 but the data has 3 classes"):
+        main(["train", "--labels", "--out", str(tmp_path / "r"), "--data", str(folder), *TINY, "--set", "classes=2",
+              "--steps", "1", "--no-progress"])  # fmt: skip
