@@ -5,6 +5,8 @@ spn train --out runs/a --data photos       # train (defaults: preset cpu_demo, 3
 torchrun --nproc_per_node=8 -m spn train --preset imagenet32 --data imagenet32/ --out runs/i32
 spn eval --checkpoint runs/a/ckpt_00020000.pt --data photos
 spn sample --checkpoint runs/a/ckpt_00020000.pt --n 16 --out grid.png
+spn train --labels --data pets/ --out runs/pets   # class-conditional: one subfolder per class
+spn sample --checkpoint runs/pets/ckpt_00020000.pt --labels 0,1,2 --n 8 --out pets.png
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import torch
 import spn_kernels
 
 from . import data as D
-from .checkpoint import CheckpointError, load_checkpoint
-from .evaluate import evaluate
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from .evaluate import evaluate, per_class
+from .labels import build_labelled_dataset, sample_labels
 from .outputs import save_array, save_grid
 from .pipeline import Pipeline
 from .rundir import claim
@@ -78,13 +81,24 @@ def parse_value(text: str, kind: Any, optional: bool = False) -> Any:
 
 
 def _dataset(
-    a: argparse.Namespace, path: str, split: str, size: int, channels: int, held_out: bool = True, augment=None
+    a: argparse.Namespace,
+    path: str,
+    split: str,
+    size: int,
+    channels: int,
+    held_out: bool = True,
+    augment=None,
+    labelled: bool = False,
+    classes: list[str] | None = None,
 ):
-    return D.build_dataset(
+    """build_dataset with the data flags; `labelled`: spn.labels.build_labelled_dataset, mapped to `classes`."""
+    build, extra = (build_labelled_dataset, {"classes": classes}) if labelled else (D.build_dataset, {})
+    return build(
         path,
         split,
         size,
         channels,
+        **extra,
         fmt=a.data_format,
         seed=getattr(a, "seed", 0),
         crop=getattr(a, "crop", None),
@@ -167,21 +181,43 @@ def cmd_train(a: argparse.Namespace) -> int:
             run_dir.release()
 
 
+def _labelled_config(cfg, classes: list[str]):
+    """The config of a class-conditional model of `classes` (classes inferred from the data unless set)."""
+    if cfg.classes and cfg.classes != len(classes):
+        raise SystemExit(f"spn train --labels: the model has classes={cfg.classes} but the data has {len(classes)} "
+                         f"classes ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})")  # fmt: skip
+    return dataclasses.replace(cfg, classes=len(classes))
+
+
 def _run_train(a: argparse.Namespace, targs: TrainArgs, cfg, resume, run_dir, log) -> int:
     from .model import SPN
 
-    torch.manual_seed(a.seed)
-    model = SPN(cfg)
-    if a.eval_data:
-        eval_set = _dataset(a, a.eval_data, "test", cfg.image_size, cfg.channels, held_out=False)
-    else:
-        eval_set = _dataset(a, a.data, "test", cfg.image_size, cfg.channels)
     try:
         augment = D.Augment(a.hflip, a.crop_scale, a.channel_perm, a.invert, a.color_jitter)
         augment = augment if augment != D.Augment() else None
     except ValueError as e:
         raise SystemExit(f"spn train: augmentation flags: {e}") from None
-    train_set = _dataset(a, a.data, "train", cfg.image_size, cfg.channels, held_out=not a.eval_data, augment=augment)
+    labelled = bool(a.labels or cfg.classes)
+    train_set = None
+    if labelled:  # the classes come from the training data (or, resumed, from the checkpoint)
+        known = resume.state.get("class_names") if resume else None
+        train_set = _dataset(a, a.data, "train", cfg.image_size, cfg.channels, held_out=not a.eval_data,
+                             augment=augment, labelled=True, classes=known)  # fmt: skip
+        cfg = _labelled_config(cfg, train_set.classes)
+        log(f"labels: {len(train_set.classes)} classes ({', '.join(train_set.classes[:8])}"
+            f"{', ...' if len(train_set.classes) > 8 else ''})")  # fmt: skip
+    names = train_set.classes if labelled else None
+    torch.manual_seed(a.seed)
+    model = SPN(cfg)
+    if a.eval_data:
+        eval_set = _dataset(a, a.eval_data, "test", cfg.image_size, cfg.channels, held_out=False, labelled=labelled,
+                            classes=names)  # fmt: skip
+    else:
+        eval_set = _dataset(a, a.data, "test", cfg.image_size, cfg.channels, labelled=labelled, classes=names)
+    if train_set is None:
+        train_set = _dataset(
+            a, a.data, "train", cfg.image_size, cfg.channels, held_out=not a.eval_data, augment=augment
+        )
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params:,} parameters; {cfg}")
     log(f"data: {a.data} -> {len(train_set)} train / {len(eval_set)} held-out images per epoch")
@@ -212,6 +248,12 @@ def load_models(paths: list[str], device: torch.device, backend: str | None):
         raise SystemExit(f"these checkpoints do not form a pipeline: {e}") from None
 
 
+def class_names(path: str, classes: int) -> list[str] | None:
+    """The class names a class-conditional checkpoint was trained with (None: not recorded, or no classes)."""
+    names = read_checkpoint(path).get("class_names") if classes else None
+    return list(names) if names else None
+
+
 def cmd_eval(a: argparse.Namespace) -> int:
     _check_data_flags(a)
     if a.batch_size < 1:
@@ -221,24 +263,38 @@ def cmd_eval(a: argparse.Namespace) -> int:
     device = _device(a.device)
     model = load_models(a.checkpoint, device, a.backend)
     cfg = model.config
-    ds = _dataset(a, a.data, a.split, cfg.image_size, cfg.channels, held_out=not a.no_held_out)
+    names = class_names(a.checkpoint[-1], cfg.classes)
+    ds = _dataset(a, a.data, a.split, cfg.image_size, cfg.channels, held_out=not a.no_held_out,
+                  labelled=cfg.classes > 0, classes=names)  # fmt: skip
+    names = names or getattr(ds, "classes", None)
+    if cfg.classes and len(names) > cfg.classes:
+        raise ValueError(f"--data {a.data!r} has {len(names)} classes but the model has classes={cfg.classes}")
     stages = model.stages if isinstance(model, Pipeline) else []
     fn = model.stage_bits_per_dim if stages else None  # [B, S + 1]: every stage, then the whole pipeline
     r = evaluate(
         model, ds, bits=cfg.bits, batch_size=a.batch_size, device=device, max_images=a.max_images, progress=True, fn=fn
     )
-    names = [f"stage {i} ({Path(p).name})" for i, p in enumerate(a.checkpoint)] + ["pipeline"] if stages else ["model"]
+    labels = [f"stage {i} ({Path(p).name})" for i, p in enumerate(a.checkpoint)] + ["pipeline"] if stages else ["model"]
     bpd, ci = np.atleast_1d(r["bpd"]), np.atleast_1d(r["ci95"])
     print(f"bits/dim on {r['n']} {a.split} images of {a.data} ({cfg.image_size}x{cfg.image_size}x{cfg.channels}):")
-    worst = np.atleast_1d(r["per_image"].max(0).values.numpy()) if r["n"] else np.full(len(names), np.nan)
-    for name, b, c, w in zip(names, bpd, ci, worst):
+    worst = np.atleast_1d(r["per_image"].max(0).values.numpy()) if r["n"] else np.full(len(labels), np.nan)
+    for name, b, c, w in zip(labels, bpd, ci, worst):
         print(f"  {name:<40s} {b:.4f} ± {c:.4f} (95% CI); worst image {w:.4f}")
+    classes = per_class(r, cfg.classes)
+    if classes:
+        print("per class:")
+        for row in classes:
+            row["name"] = names[row["label"]]
+            print(f"  {row['label']:>4d} {row['name']:<34s} {row['bpd']:.4f} ± {row['ci95']:.4f} ({row['n']} images)")
     if a.json:
         rows = [
             {"name": n, "bpd": float(b), "ci95": float(c), "worst": float(w)}
-            for n, b, c, w in zip(names, bpd, ci, worst)
+            for n, b, c, w in zip(labels, bpd, ci, worst)
         ]
-        Path(a.json).write_text(json.dumps({"n": r["n"], "data": a.data, "split": a.split, "results": rows}) + "\n")
+        out = {"n": r["n"], "data": a.data, "split": a.split, "results": rows}
+        if classes:
+            out["classes"] = classes
+        Path(a.json).write_text(json.dumps(out) + "\n")
     return 0
 
 
@@ -263,6 +319,11 @@ def cmd_sample(a: argparse.Namespace) -> int:
     device = _device(a.device)
     model = load_models(a.checkpoint, device, a.backend)
     kw: dict[str, Any] = {}
+    classes = model.config.classes
+    labels, ncols = sample_labels(a.label, a.labels, a.n, classes, class_names(a.checkpoint[-1], classes))
+    n = a.n if labels is None else len(labels)
+    if labels is not None:
+        kw["labels"] = labels.to(device)
     if model.needs_conditioning():
         if not a.cond_data:
             print(
@@ -273,13 +334,13 @@ def cmd_sample(a: argparse.Namespace) -> int:
             return 2
         cfg = model.config
         ds = _dataset(a, a.cond_data, "test", cfg.image_size, cfg.channels)
-        images = D.quantize(torch.stack([ds[i % len(ds)] for i in range(a.n)]), cfg.bits)
+        images = D.quantize(torch.stack([ds[i % len(ds)] for i in range(n)]), cfg.bits)
         kw.update({k: v.to(device) for k, v in model.conditioning_inputs(images).items()})
     g = torch.Generator(device=device).manual_seed(a.seed)
     with torch.no_grad():
-        imgs = model.sample(a.n, temperature=a.temperature, generator=g, method=a.method, progress=True, **kw)
+        imgs = model.sample(n, temperature=a.temperature, generator=g, method=a.method, progress=True, **kw)
     bits = model.config.bits
-    print(f"samples: {save_grid(imgs, bits, a.out, scale=a.scale)}")
+    print(f"samples: {save_grid(imgs, bits, a.out, scale=a.scale, ncols=ncols)}")
     if a.save_array:
         arr = save_array(imgs, bits, a.save_array)  # [n, C, N, N], values < 2^bits
         print(f"array: {a.save_array} ({arr.dtype} {list(arr.shape)}, values in [0, {2**bits}))")
@@ -373,6 +434,9 @@ def _train_parser_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--invert", action="store_true", help="augment training crops: invert half of them (255 - x)")
     t.add_argument("--color-jitter", type=float, default=0.0, metavar="J", help="augment training crops: per-channel "
                    "contrast and brightness: x -> g (x - 128) + 128 + o, log g, o/128 uniform in [-J, J]")  # fmt: skip
+    t.add_argument("--labels", action="store_true", help="train a class-conditional model on the data's labels: an "
+                   "image folder's subfolders (one per class), CIFAR-10's labels, or an .npz's 'labels' array; the "
+                   "number of classes comes from the data")  # fmt: skip
     _add_train_flags(t, "data")
     m = t.add_argument_group("model (default: preset cpu_demo; with --resume: the checkpoint's config)")
     m.add_argument("--preset", default=None, help="a preset from spn.configs (python -m spn.configs lists them)")
@@ -406,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     d.add_argument("--force", action="store_true", help="run again into a used --out (its files are moved into "
                    "<out>/replaced-<time>/ first)")  # fmt: skip
+    d.add_argument("--labels", action="store_true", help="a class-conditional demo: each training photograph is a "
+                   "class; samples one row per photograph")  # fmt: skip
 
     t = sub.add_parser("train", formatter_class=fmt, help="train one SPN (or one stage of a pipeline)")
     _train_parser_flags(t)
@@ -435,6 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", choices=["cached", "naive"], default="cached", help="cached (fast) or naive sampling")
     s.add_argument("--seed", type=int, default=0, help="sampling seed")
     s.add_argument("--scale", type=int, default=2, help="pixel upscaling of the PNG grid")
+    s.add_argument("--label", default=None, metavar="K", help="class-conditional model: sample class K (a number "
+                   "or a class name)")  # fmt: skip
+    s.add_argument("--labels", default=None, metavar="K1,K2,...", help="class-conditional model: a row of --n "
+                   "images per class (default: every class)")  # fmt: skip
     s.add_argument("--cond-data", default=None, help="for a lone conditional stage: images to take slice 0 / the "
                    "high bits from (held-out split)")  # fmt: skip
     s.add_argument("--data-format", default="auto", choices=D.FORMATS,
@@ -488,6 +558,11 @@ def _run(a: argparse.Namespace) -> int:
             return cmd_eval(a)
         if a.command == "sample":
             return cmd_sample(a)
+        if a.labels:
+            from .labeldemo import run_label_demo
+
+            return run_label_demo(out=a.out, time_budget=a.time_budget, quick=a.quick, seed=a.seed, device=a.device,
+                                  force=a.force)  # fmt: skip
         from .demo import run_demo
 
         return run_demo(

@@ -27,6 +27,9 @@ class SPNConfig:
         first_slice_given: size upscaling; the model covers slices 1..s*s-1 given slice 0 (needs s > 1).
         cond_bits: depth upscaling when > 0; the model covers the low (bits - cond_bits) bits of every
             sub-pixel given the high cond_bits bits of the whole image.
+        classes: K > 0 makes the model class-conditional: every call takes labels [B] in [0, K); 0 = none.
+        cond_channels: D > 0 makes the model take a conditioning input cond, [B, D] or [B, D, N, N], with
+            every call; 0 = none. Labels and cond are given, not modelled (see spn/conditioning.py).
         backend: passed to every spn_kernels op (None: the device picks; "torch": pure-PyTorch references).
 
     The networks (our choices; defaults make a small model that builds instantly):
@@ -64,6 +67,8 @@ class SPNConfig:
     output: str = "categorical"
     mixtures: int = 10
     dropout: float = 0.0
+    classes: int = 0
+    cond_channels: int = 0
     # Optional[str], not str | None: `spn train --set` reads the hints at run time (typing.get_type_hints), which
     # cannot evaluate X | None before Python 3.10.
     backend: Optional[str] = None  # noqa: UP045
@@ -157,6 +162,12 @@ class SPNConfig:
             isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool) and 0 <= self.dropout < 1,
             f"dropout must be a float in [0, 1), got {self.dropout!r}",
         )
+        for name in ("classes", "cond_channels"):
+            v = getattr(self, name)
+            need(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                f"{name} must be an int >= 0 (0: no conditioning), got {v!r}",
+            )
         need(
             self.backend is None or self.backend in BACKENDS,
             f"backend must be None or one of {BACKENDS}, got {self.backend!r}",

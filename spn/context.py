@@ -1,5 +1,6 @@
 """The context network: embeds every slice before the target (and, for depth upscaling, the high bits of
-the whole image) into a map that conditions every position of the slice decoder."""
+the whole image; for conditional models, the label and cond features) into a map that conditions every position
+of the slice decoder."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conditioning import feature_channels
 from .config import SPNConfig
 from .layers import ResBlock, TransformerBlock
 
 
 class ContextNetwork(nn.Module):
-    """slice_context(x, s, t) [+ high-bit planes] and the target's meta-position t -> embedding [B, D_c, n, n].
+    """slice_context(x, s, t) [+ high-bit planes] [+ label and cond features] and the target's meta-position t ->
+    embedding [B, D_c, n, n].
 
     conv3x3 stem + embedding(t) -> residual conv blocks -> full self-attention blocks over the n x n grid
     (with a learned position embedding: our choice) -> relu -> 1x1. It is unmasked: its input holds only
@@ -22,7 +25,7 @@ class ContextNetwork(nn.Module):
     def __init__(self, cfg: SPNConfig) -> None:
         super().__init__()
         S2, C, D, n = cfg.num_slices, cfg.channels, cfg.context_channels, cfg.slice_size
-        in_ch = S2 * (C + 1) * (2 if cfg.cond_bits else 1)
+        in_ch = S2 * (C + 1) * (2 if cfg.cond_bits else 1) + feature_channels(cfg)
         self.stem = nn.Conv2d(in_ch, D, 3, padding=1)
         self.meta = nn.Embedding(S2, D)
         self.blocks = nn.ModuleList(ResBlock(D, cfg.dropout) for _ in range(cfg.context_blocks))

@@ -6,6 +6,7 @@ pixels in raster order; inside a pixel, channels 0 .. C-1. For slice k the conte
 (spn_kernels.slice_context) and the target's index k; the slice decoder sees the slice's earlier pixels; the
 channel head sees the pixel's earlier channels. With cond_bits = b the image's low bits - b bits are
 modelled and the high b bits of every sub-pixel are given (to the context network and to every decoder block).
+Conditional models (classes > 0, cond_channels > 0) are given labels and cond the same way (spn/conditioning.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 import spn_kernels as sk
 
 from .cache import InferenceCache
+from .conditioning import check_cond, check_labels, cond_slice, feature_channels
 from .config import SPNConfig
 from .context import ContextNetwork
 from .decoder import SliceDecoder
@@ -50,12 +52,15 @@ class SPN(nn.Module):
         cfg = config
         self.context = ContextNetwork(cfg)
         # The decoder's conditioning: the context embedding, plus the target slice's own high bits when
-        # depth upscaling (our choice: the most informative part of the condition, handed over directly).
-        self.cond_channels = cfg.context_channels + (cfg.channels if cfg.cond_bits else 0)
+        # depth upscaling (our choice: the most informative part of the condition, handed over directly), and the
+        # label and cond features of conditional models.
+        self.cond_channels = cfg.context_channels + (cfg.channels if cfg.cond_bits else 0) + feature_channels(cfg)
         self.decoder = SliceDecoder(cfg, self.cond_channels)
         self.head = build_head(
             cfg.output, cfg.decoder_channels, cfg.channels, cfg.head_channels, cfg.num_classes, cfg.mixtures
         )
+        # Created last and only when used: an unconditional model keeps its parameters and their initialisation.
+        self.label_embedding = nn.Embedding(cfg.classes, cfg.context_channels) if cfg.classes else None
 
     # ------------------------------------------------------------------------------------------ helpers
     @property
@@ -80,20 +85,54 @@ class SPN(nn.Module):
             return x, None
         return x & (2**mb - 1), x >> mb
 
-    def condition(self, low: torch.Tensor, high: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor:
+    def check_conditioning(self, labels: object, cond: object, batch: int) -> tuple[torch.Tensor | None, ...]:
+        """Validates labels and cond for a batch of ``batch`` images (ValueError naming the argument and its shape);
+        returns them as the model uses them: int64 labels on its device, cond in its dtype (or None)."""
+        cfg = self.config
+        return (check_labels(labels, cfg, batch, self.device), check_cond(cond, cfg, batch, self.device, self.dtype))
+
+    def features(self, labels: torch.Tensor | None, cond: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor | None:
+        """The label and cond features of target slices t [B]: [B, F, n, n] (None for an unconditional model).
+        labels int64 [B], cond [B, D] or [B, D, N, N], as check_conditioning returns them."""
+        cfg, n = self.config, self.config.slice_size
+        if (labels is None) != (not cfg.classes) or (cond is None) != (not cfg.cond_channels):
+            raise ValueError(f"this model needs labels exactly when classes > 0 (classes={cfg.classes}) and cond "
+                             f"exactly when cond_channels > 0 (cond_channels={cfg.cond_channels})")  # fmt: skip
+        parts = []
+        if labels is not None:
+            parts.append(self.label_embedding(labels)[:, :, None, None].expand(-1, -1, n, n))
+        if cond is not None:
+            parts.append(cond_slice(cond, cfg.subscale, t).expand(-1, -1, n, n))
+        return torch.cat(parts, 1) if parts else None
+
+    def condition(
+        self,
+        low: torch.Tensor,
+        high: torch.Tensor | None,
+        t: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The decoder's conditioning map for target slices t [B]: [B, cond_ch, n, n].
 
-        low: int64 [B, C, N, N] (only slices < t[b] are read); high: int64 [B, C, N, N] or None."""
+        low: int64 [B, C, N, N] (only slices < t[b] are read); high: int64 [B, C, N, N] or None; labels and cond
+        as check_conditioning returns them (None for an unconditional model)."""
         cfg, be = self.config, self.config.backend
         ctx = sk.slice_context(low, cfg.subscale, t, cfg.model_bits, backend=be)
         if high is not None:
             # Every slice of the high bits is known: t = s*s marks them all present.
             ctx = torch.cat([ctx, sk.slice_context(high, cfg.subscale, cfg.num_slices, cfg.cond_bits, backend=be)], 1)
-        cond = self.context(ctx.to(self.dtype), t)
+        feats = self.features(labels, cond, t)  # given for the whole image: every position may see them
+        ctx = ctx.to(self.dtype)
+        if feats is not None:
+            ctx = torch.cat([ctx, feats], 1)
+        out = self.context(ctx, t)
         if high is not None:
             high_t = _pick(sk.subscale_split(high, cfg.subscale, backend=be), t)
-            cond = torch.cat([cond, scale(high_t, cfg.cond_bits, self.dtype)], 1)
-        return cond
+            out = torch.cat([out, scale(high_t, cfg.cond_bits, self.dtype)], 1)
+        if feats is not None:
+            out = torch.cat([out, feats], 1)
+        return out
 
     def slice_logits(self, target: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits of a slice: target int64 [B, C, n, n], cond [B, cond_ch, n, n] ->
@@ -103,43 +142,52 @@ class SPN(nn.Module):
         hidden = self.decoder(xs, cond)  # [B, D, n, n]
         return self.head(hidden.permute(0, 2, 3, 1), xs.permute(0, 2, 3, 1))
 
-    def _slice_log_prob(self, low: torch.Tensor, high: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor:
+    def _slice_log_prob(self, low, high, t, labels=None, cond=None) -> torch.Tensor:
         """log p(slice t[b] | its conditions) per sub-pixel: [B, n, n, C] in the model's dtype."""
         target = _pick(sk.subscale_split(low, self.config.subscale, backend=self.config.backend), t)
         xs = scale(target, self.config.model_bits, self.dtype)
-        hidden = self.decoder(xs, self.condition(low, high, t))  # [B, D, n, n]
+        hidden = self.decoder(xs, self.condition(low, high, t, labels, cond))  # [B, D, n, n]
         return self.head.log_prob(hidden.permute(0, 2, 3, 1), xs.permute(0, 2, 3, 1), target.permute(0, 2, 3, 1))
 
     # ------------------------------------------------------------------------------------------ public API
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, labels: torch.Tensor | None = None, cond: torch.Tensor | None = None):
         """Exact log-likelihood in nats, float64 [B], of integer images x [B, C, N, N] in [0, 2^bits).
 
         First-slice-given models return log p(slices >= 1 | slice 0); depth-upscaling models take the
-        full-depth image and return log p(low bits | high bits). Runs one slice at a time (memory ~ one
-        slice batch)."""
+        full-depth image and return log p(low bits | high bits). Class-conditional models (classes > 0) take
+        labels int [B] and return log p(x | label); models with cond_channels = D take cond [B, D] or
+        [B, D, N, N] and return log p(x | cond). Runs one slice at a time (memory ~ one slice batch)."""
         x = self.check_image(x)
+        labels, cond = self.check_conditioning(labels, cond, x.shape[0])
         low, high = self.split_bits(x)
         B = x.shape[0]
         total = torch.zeros(B, dtype=torch.float64, device=x.device)
         for k in range(self.config.first_slice, self.config.num_slices):
             t = torch.full((B,), k, dtype=torch.int64, device=x.device)
-            total = total + self._slice_log_prob(low, high, t).to(torch.float64).sum((1, 2, 3))
+            total = total + self._slice_log_prob(low, high, t, labels, cond).to(torch.float64).sum((1, 2, 3))
         return total
 
-    def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+    def bits_per_dim(self, x: torch.Tensor, labels: torch.Tensor | None = None, cond: torch.Tensor | None = None):
         """-log2 p / (number of modelled sub-pixels), float64 [B]. The count covers only what the model
         generates (slices >= 1 for size upscaling; the low bits' sub-pixels for depth upscaling)."""
-        return -self.log_prob(x) / (self.config.modeled_dims * math.log(2))
+        return -self.log_prob(x, labels, cond) / (self.config.modeled_dims * math.log(2))
 
-    def loss(self, x: torch.Tensor, slices_per_step: int | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        x: torch.Tensor,
+        slices_per_step: int | None = None,
+        labels: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Training loss: mean bits/dim over the batch (scalar, differentiable, the model's dtype).
 
         slices_per_step=None uses every modelled slice of every image. slices_per_step=m draws m distinct
         slices per image uniformly at random and scales their negative log-likelihood by M/m (M modelled
-        slices): an unbiased estimate of the full loss at m/M of the cost."""
+        slices): an unbiased estimate of the full loss at m/M of the cost. labels and cond as in log_prob."""
         x = self.check_image(x)
         if x.shape[0] == 0:
             raise ValueError(f"loss: x {tuple(x.shape)} holds no images; the mean loss of an empty batch is undefined")
+        labels, cond = self.check_conditioning(labels, cond, x.shape[0])
         cfg = self.config
         low, high = self.split_bits(x)
         B, M = x.shape[0], cfg.num_slices - cfg.first_slice
@@ -152,8 +200,8 @@ class SPN(nn.Module):
             m = slices_per_step
             ks = torch.rand(B, M, device=x.device).argsort(1)[:, :m] + cfg.first_slice  # [B, m]
         rows = torch.arange(B, device=x.device).repeat_interleave(m)
-        high_r = None if high is None else high[rows]
-        lp = self._slice_log_prob(low[rows], high_r, ks.reshape(-1))  # [B*m, n, n, C]
+        high_r, labels_r, cond_r = (None if v is None else v[rows] for v in (high, labels, cond))
+        lp = self._slice_log_prob(low[rows], high_r, ks.reshape(-1), labels_r, cond_r)  # [B*m, n, n, C]
         nll = -lp.reshape(B, -1).sum(1) * (M / m)
         return (nll / (cfg.modeled_dims * math.log(2))).mean()
 
@@ -181,11 +229,14 @@ class SPN(nn.Module):
         first_slice: torch.Tensor | None = None,
         high_bits: torch.Tensor | None = None,
         progress: bool = False,
+        *,
+        labels: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
         **kwargs,
     ):
         """Generates n images, int64 [n, C, N, N]; see spn.sampling.sample for every argument."""
         return _sample(self, n, temperature, generator, return_log_prob, method, first_slice, high_bits, progress,
-                       **kwargs)  # fmt: skip
+                       labels=labels, cond=cond, **kwargs)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ cached decoding
     # Per slice: start_slice(cache, cond), then decode_slice(cache, ...), which is one fused call (CPU, no decoder

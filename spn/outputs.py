@@ -42,11 +42,14 @@ def save_png(img: np.ndarray, path: str | os.PathLike) -> None:
     Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(path)
 
 
-def save_grid(images: torch.Tensor, bits: int, path: str | os.PathLike, scale: int = 2) -> Path:
-    """Integer images [B, C, N, N] in [0, 2^bits) -> one PNG grid, each pixel drawn `scale` x `scale`."""
+def save_grid(
+    images: torch.Tensor, bits: int, path: str | os.PathLike, scale: int = 2, ncols: int | None = None
+) -> Path:
+    """Integer images [B, C, N, N] in [0, 2^bits) -> one PNG grid (ncols wide, default about square), each pixel
+    drawn `scale` x `scale`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_png(image_grid(to_uint8(images, bits), scale=scale), path)
+    save_png(image_grid(to_uint8(images, bits), ncols=ncols, scale=scale), path)
     return path
 
 
@@ -65,16 +68,31 @@ def write_sample_grid(
     device,
     progress: bool = False,
     cond_images: torch.Tensor | None = None,
+    classes: int = 0,
 ) -> Path:
     """Samples n images into a PNG grid; a model that needs_conditioning() is conditioned on `cond_images` (uint8
-    [n, C, N, N], reduced to the model's bits) through its conditioning_inputs()."""
+    [n, C, N, N], reduced to the model's bits) through its conditioning_inputs(). A class-conditional model
+    (`classes` > 0) samples one row per class (see label_grid)."""
     g = torch.Generator(device=device).manual_seed(seed)
     kw: dict[str, Any] = {}
+    ncols = None
+    if classes:
+        labels, ncols = label_grid(classes, n)
+        n, kw["labels"] = len(labels), labels.to(device)
     if cond_images is not None:
         cond = model.conditioning_inputs(quantize(cond_images[:n], model.config.bits))
-        kw = {k: v.to(device) for k, v in cond.items()}
+        kw.update({k: v.to(device) for k, v in cond.items()})
     x = model.sample(n, generator=g, progress=progress, **kw)
-    return save_grid(x, model.config.bits, path)
+    return save_grid(x, model.config.bits, path, ncols=ncols)
+
+
+def label_grid(classes: int, n: int) -> tuple[torch.Tensor, int | None]:
+    """Labels for a grid of about n samples with one row per class: (int64 labels, columns). With more classes than
+    n, the first n classes, one image each, in an about square grid (columns None)."""
+    if classes > n:
+        return torch.arange(n), None
+    per = max(1, n // classes)
+    return torch.arange(classes).repeat_interleave(per), per
 
 
 def plot_loss_curve(records: list[dict[str, Any]], path: Path) -> Path | None:

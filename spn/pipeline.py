@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from .conditioning import stage_cond
 from .model import SPN
 
 
@@ -30,6 +31,9 @@ class Pipeline(nn.Module):
     image_size = previous image_size * subscale, same bits and channels) or a depth upscaler (cond_bits =
     previous bits, same image_size and channels). log_prob(x) takes the final image and returns
     log p(x) = sum over stages of log p(stage's part | previous stages' image), in nats, float64 [B].
+
+    Conditional pipelines: every stage has the same classes and cond_channels and takes the same labels and cond;
+    a full-resolution cond [B, D, N, N] reaches a smaller stage as the image does, every (N/size)-th position.
 
     Example (3-bit 8x8 -> 3-bit 16x16 -> 8-bit 16x16):
         >>> base = SPN(SPNConfig(image_size=8, channels=3, bits=3, subscale=2))
@@ -71,6 +75,12 @@ class Pipeline(nn.Module):
                 raise ValueError(
                     f"stages[{i}] must upscale either size (first_slice_given) or depth (cond_bits > 0); got {cur}"
                 )
+            if (cur.classes, cur.cond_channels) != (prev.classes, prev.cond_channels):
+                raise ValueError(
+                    f"stages[{i}] has classes={cur.classes}, cond_channels={cur.cond_channels} but stages[{i - 1}] "
+                    f"has classes={prev.classes}, cond_channels={prev.cond_channels}: every stage takes the same "
+                    "labels and cond"
+                )
         self.stages = nn.ModuleList(stages)
 
     @property
@@ -96,21 +106,33 @@ class Pipeline(nn.Module):
             xs.insert(0, y)
         return xs
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log p(x) in nats, float64 [B], of final images x [B, C, N, N] in [0, 2^bits)."""
+    def _checked(self, x, labels, cond):
+        """x, labels and cond checked once against the final image (before any stage runs)."""
         x = self.stages[-1].check_image(x)
-        return sum(st.log_prob(xi) for st, xi in zip(self.stages, self.stage_inputs(x)))
+        return (x, *self.stages[-1].check_conditioning(labels, cond, x.shape[0]))
 
-    def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, labels: torch.Tensor | None = None, cond: torch.Tensor | None = None):
+        """Exact log p(x) in nats, float64 [B], of final images x [B, C, N, N] in [0, 2^bits) (given labels
+        and cond for a conditional pipeline)."""
+        x, labels, cond = self._checked(x, labels, cond)
+        return sum(
+            st.log_prob(xi, labels, stage_cond(cond, st.config.image_size))
+            for st, xi in zip(self.stages, self.stage_inputs(x))
+        )
+
+    def bits_per_dim(self, x: torch.Tensor, labels: torch.Tensor | None = None, cond: torch.Tensor | None = None):
         """-log2 p(x) / (C N N), float64 [B]: per sub-pixel of the final image."""
         cfg = self.config
-        return -self.log_prob(x) / (cfg.channels * cfg.image_size**2 * math.log(2))
+        return -self.log_prob(x, labels, cond) / (cfg.channels * cfg.image_size**2 * math.log(2))
 
-    def stage_bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+    def stage_bits_per_dim(self, x: torch.Tensor, labels: torch.Tensor | None = None, cond: torch.Tensor | None = None):
         """float64 [B, S + 1]: each stage's bits per its own modelled dim, then the whole pipeline's per dim of the
         final image (the last column equals bits_per_dim(x))."""
-        x = self.stages[-1].check_image(x)
-        cols = [st.bits_per_dim(xi) for st, xi in zip(self.stages, self.stage_inputs(x))]
+        x, labels, cond = self._checked(x, labels, cond)
+        cols = [
+            st.bits_per_dim(xi, labels, stage_cond(cond, st.config.image_size))
+            for st, xi in zip(self.stages, self.stage_inputs(x))
+        ]
         dims = [st.config.modeled_dims for st in self.stages]
         cfg = self.config
         total = sum(c * d for c, d in zip(cols, dims)) / (cfg.channels * cfg.image_size**2)
@@ -124,9 +146,15 @@ class Pipeline(nn.Module):
         return_log_prob: bool = False,
         method: str = "cached",
         progress: bool = False,
+        *,
+        labels: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
     ):
         """Runs the stages in order; returns int64 [n, C, N, N] (and with return_log_prob the float64 [n]
         log p of the final images, summed over stages). Other arguments as in SPN.sample."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        labels, cond = self.stages[-1].check_conditioning(labels, cond, n)
         y, total = None, 0
         for st in self.stages:
             cfg = st.config
@@ -135,6 +163,7 @@ class Pipeline(nn.Module):
                 kw["first_slice"] = y
             elif cfg.cond_bits:
                 kw["high_bits"] = y
+            kw.update(labels=labels, cond=stage_cond(cond, cfg.image_size))
             y, lp = st.sample(n, temperature, generator, True, method, progress=progress, **kw)
             total = total + lp
         return (y, total) if return_log_prob else y

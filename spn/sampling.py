@@ -45,6 +45,8 @@ def sample(
     high_bits: torch.Tensor | None = None,
     progress: bool = False,
     *,
+    labels: torch.Tensor | None = None,
+    cond: torch.Tensor | None = None,
     batch_size: int = BATCH_SIZE,
     cuda_graphs: bool | None = None,
 ):
@@ -63,6 +65,9 @@ def sample(
         high_bits: int [n, C, N, N] in [0, 2^cond_bits): the high bits, required exactly when cond_bits > 0
             (depth upscaling); the returned images are then full depth.
         progress: show a progress bar over images, with images/s.
+        labels: int [n] in [0, classes), image i's class; required exactly when the model has classes > 0.
+        cond: float [n, D] or [n, D, N, N] on the model's device, image i's conditioning input; required exactly
+            when the model has cond_channels = D > 0.
         batch_size: images generated at once (memory stays bounded for any n); more are drawn chunk after chunk
             from the same generator.
         cuda_graphs: on CUDA, None replays the decoder step from CUDA graphs and warns (once) if a capture
@@ -97,6 +102,7 @@ def sample(
         high = check_int_tensor(high_bits, "high_bits", (n, C, N, N), cfg.cond_bits, "[n, C, N, N]").to(dev)
     elif high_bits is not None:
         raise ValueError("high_bits is only for models with cond_bits > 0")
+    labels, cond = model.check_conditioning(labels, cond, n)
 
     bar = None
     if progress:
@@ -112,10 +118,10 @@ def sample(
         with torch.no_grad():
             for i in range(0, n, batch_size):
                 j = min(n, i + batch_size)
+                fs_b, high_b, labels_b, cond_b = (None if v is None else v[i:j] for v in (fs, high, labels, cond))
                 x, lp, b = _sample_batch(
-                    model, j - i, temperature, generator, method, cuda_graphs,
-                    None if fs is None else fs[i:j], None if high is None else high[i:j], bar,
-                )  # fmt: skip
+                    model, j - i, temperature, generator, method, cuda_graphs, fs_b, high_b, bar, labels_b, cond_b
+                )
                 images.append(x)
                 log_p.append(lp)
                 bad += b
@@ -133,7 +139,7 @@ def sample(
     return (x, lp) if return_log_prob else x
 
 
-def _sample_batch(model, B, temperature, generator, method, cuda_graphs, fs, high, bar):
+def _sample_batch(model, B, temperature, generator, method, cuda_graphs, fs, high, bar, labels=None, cond=None):
     """One batch of B images: (int64 images [B, C, N, N], float64 log p [B], count of bad sub-pixels)."""
     cfg = model.config
     dev, N, s, ns, C = model.device, cfg.image_size, cfg.subscale, cfg.slice_size, cfg.channels
@@ -148,12 +154,12 @@ def _sample_batch(model, B, temperature, generator, method, cuda_graphs, fs, hig
     slices = range(cfg.first_slice, cfg.num_slices)
     for k in slices:
         t = torch.full((B,), k, dtype=torch.int64, device=dev)
-        cond = model.condition(low, high, t)
+        cond_map = model.condition(low, high, t, labels, cond)
         u = torch.rand(ns * ns * C, B, generator=generator, dtype=torch.float64, device=dev)
         if cache is not None:
-            values = _cached_slice(model, cache, cond, temperature, u, lp)
+            values = _cached_slice(model, cache, cond_map, temperature, u, lp)
         else:
-            values = _naive_slice(model, cond, temperature, u, lp)
+            values = _naive_slice(model, cond_map, temperature, u, lp)
         sk.slice_scatter_(low, values, s, k, backend=cfg.backend)
         log_p += lp.sum(0)
         bad += lp.isnan().sum()

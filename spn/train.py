@@ -5,7 +5,8 @@ PNG, sample grids, atomic checkpoints that --resume continues exactly, and Distr
 
 It is written against a small model interface, so any nn.Module with `.config` (a dataclass with `bits`),
 `loss(x, slices_per_step=...)`, `bits_per_dim(x)`, `sample(n, generator=..., progress=...)` and
-`needs_conditioning()` (with `conditioning_inputs(x)` when it returns True) trains here.
+`needs_conditioning()` (with `conditioning_inputs(x)` when it returns True) trains here; on a labelled dataset
+(items (image, label), spn.labels) loss, bits_per_dim and sample also take `labels=`.
 
 TrainArgs is the one statement of the options: `spn train` builds its flags from its fields (type, default, and
 the help text and flag group in each field's metadata). train() is the loop; spn/trainer.py holds its pieces.

@@ -33,8 +33,10 @@ from .checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
+from .conditioning import check_labels
 from .data import Resampled, quantize
 from .evaluate import evaluate
+from .labels import split_batch, stack_items
 from .outputs import plot_loss_curve, write_sample_grid
 from .runstate import (  # noqa: F401  (re-exported: spn.train and spn.cli take them from here)
     Resume,
@@ -98,17 +100,19 @@ class EMA:
 
 
 class LossModule(nn.Module):
-    """forward(x) = model.loss(x): DDP synchronises gradients only through a module's forward."""
+    """forward(x[, labels]) = model.loss(x[, labels=labels]): DDP synchronises gradients only through a module's
+    forward."""
 
     def __init__(self, model: nn.Module, slices_per_step: int | None):
         super().__init__()
         self.model = model
         self.slices_per_step = slices_per_step
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        kw = {} if labels is None else {"labels": labels}
         if self.slices_per_step is None:
-            return self.model.loss(x)
-        return self.model.loss(x, slices_per_step=self.slices_per_step)
+            return self.model.loss(x, **kw)
+        return self.model.loss(x, slices_per_step=self.slices_per_step, **kw)
 
 
 # TrainArgs fields that belong to one invocation, not to the run: never reported as changed on --resume.
@@ -240,6 +244,7 @@ class Trainer:
         # One whole graph (fullgraph): the model's value checks stay out of it (see step()). Under DDP the
         # compiler splits the graph at the gradient buckets itself, so fullgraph applies to one process only.
         self.net = torch.compile(net, fullgraph=self.world == 1) if args.compile else net
+        self.class_names = getattr(train_set, "classes", None)  # a labelled set's; saved in the checkpoints
         if len(train_set) < args.batch_size:
             self.echo(
                 f"the training set ({len(train_set)} images) is smaller than one batch ({args.batch_size}): batches "
@@ -353,16 +358,20 @@ class Trainer:
                 yield xb
                 self.t_mark = time.perf_counter()  # the loop's evals and checkpoints are not training time
 
-    def step(self, xb: torch.Tensor) -> None:
-        """One optimiser step on the batch xb: forward, backward, clip, update, EMA (or a counted skip of a
-        non-finite update, with skip_nonfinite)."""
+    def step(self, xb) -> None:
+        """One optimiser step on the batch xb (images, or (images, labels) from a labelled set): forward, backward,
+        clip, update, EMA (or a counted skip of a non-finite update, with skip_nonfinite)."""
         a = self.args
+        xb, yb = split_batch(xb)
         x = quantize(xb, self.bits).to(self.device, non_blocking=True)
+        y = None if yb is None else yb.to(self.device, non_blocking=True)
         if a.compile and self.iter_num == self.step_start:
             self.model.check_image(x)  # compiled, the model does not read the values: checked once, eagerly
+            if y is not None:
+                check_labels(y, self.model.config, y.shape[0], self.device)
         torch.manual_seed(step_seed(a.seed, self.rank, self.iter_num))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            loss = self.net(x)
+            loss = self.net(x) if y is None else self.net(x, y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), a.grad_clip)
@@ -514,9 +523,12 @@ class Trainer:
         cond = None
         if self.model.needs_conditioning():
             src = self.eval_set if self.eval_set is not None else self.train_set
-            cond = torch.stack([src[i % len(src)] for i in range(a.n_samples)])
+            cond = stack_items([src[i % len(src)] for i in range(a.n_samples)])[0]
         path = self.out / f"samples_{self.iter_num:08d}.png"
-        self.samples_path = write_sample_grid(self.ema.module, path, a.n_samples, a.seed, self.device, a.progress, cond)
+        classes = getattr(self.model.config, "classes", 0)
+        self.samples_path = write_sample_grid(
+            self.ema.module, path, a.n_samples, a.seed, self.device, a.progress, cond, classes=classes
+        )
 
     def save(self) -> None:
         """An atomic checkpoint of everything --resume needs (rank 0), keeping the newest `keep`."""
@@ -533,6 +545,7 @@ class Trainer:
             world_size=self.world,
             train_seconds=self.clock.spent,
             skipped_steps=self.skipped,
+            **({} if self.class_names is None else {"class_names": list(self.class_names)}),
             train_args={k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.args).items()},
         )
         prune_checkpoints(self.out, self.args.keep)
