@@ -156,7 +156,8 @@ class Pipeline(nn.Module):
             raise ValueError(f"n must be an int >= 1, got {n!r}")
         labels, cond = self.stages[-1].check_conditioning(labels, cond, n)
         y, total = None, 0
-        for st in self.stages:
+        for i, st in enumerate(self.stages):
+            stage_progress = f"stage {i + 1}/{len(self.stages)}" if progress else False
             cfg = st.config
             kw = {}
             if cfg.first_slice_given:
@@ -164,6 +165,6 @@ class Pipeline(nn.Module):
             elif cfg.cond_bits:
                 kw["high_bits"] = y
             kw.update(labels=labels, cond=stage_cond(cond, cfg.image_size))
-            y, lp = st.sample(n, temperature, generator, True, method, progress=progress, **kw)
+            y, lp = st.sample(n, temperature, generator, True, method, progress=stage_progress, **kw)
             total = total + lp
         return (y, total) if return_log_prob else y

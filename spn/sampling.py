@@ -43,7 +43,7 @@ def sample(
     method: str = "cached",
     first_slice: torch.Tensor | None = None,
     high_bits: torch.Tensor | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     *,
     labels: torch.Tensor | None = None,
     cond: torch.Tensor | None = None,
@@ -64,7 +64,8 @@ def sample(
             first_slice_given (size upscaling).
         high_bits: int [n, C, N, N] in [0, 2^cond_bits): the high bits, required exactly when cond_bits > 0
             (depth upscaling); the returned images are then full depth.
-        progress: show a progress bar over images, with images/s.
+        progress: show a progress bar over images, with images/s and the slice being generated; a string
+            (e.g. "stage 2/3", as Pipeline.sample passes) labels the bar.
         labels: int [n] in [0, classes), image i's class; required exactly when the model has classes > 0.
         cond: float [n, D] or [n, D, N, N] on the model's device, image i's conditioning input; required exactly
             when the model has cond_channels = D > 0.
@@ -86,6 +87,8 @@ def sample(
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     if method not in ("cached", "naive"):
         raise ValueError(f"method must be 'cached' or 'naive', got {method!r}")
+    if not isinstance(progress, (bool, str)):
+        raise ValueError(f"progress must be a bool or a label string, got {progress!r}")
     if cuda_graphs not in (None, True, False):
         raise ValueError(f"cuda_graphs must be None, True or False, got {cuda_graphs!r}")
     dev, N, ns, C = model.device, cfg.image_size, cfg.slice_size, cfg.channels
@@ -109,8 +112,9 @@ def sample(
         from tqdm.auto import tqdm
 
         # advanced by a fraction of a batch after every slice: whole images shown, images/s as the rate
-        fmt = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
-        bar = tqdm(total=n, unit="image", desc=f"sample {method}", bar_format=fmt)
+        label = f"sample {method}" if progress is True else f"{progress}: sample {method}"
+        fmt = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+        bar = tqdm(total=n, unit="image", desc=label, bar_format=fmt)
     images, log_p, bad = [], [], 0
     was_training = model.training
     model.eval()  # dropout off: sampling is the deterministic eval-mode network, like the cached steps
@@ -164,6 +168,7 @@ def _sample_batch(model, B, temperature, generator, method, cuda_graphs, fs, hig
         log_p += lp.sum(0)
         bad += lp.isnan().sum()
         if bar is not None:
+            bar.set_postfix_str(f"slice {k + 1}/{cfg.num_slices}", refresh=False)
             bar.update(B / len(slices))
     images = low if high is None else (high << cfg.model_bits) | low
     return images, log_p, int(bad.item())

@@ -142,7 +142,15 @@ def test_progress_bar(capsys):
     model = SPN(SPNConfig(image_size=2, channels=1, bits=1, subscale=2))
     model.sample(3, progress=True, batch_size=2)
     err = capsys.readouterr().err
-    assert "image/s" in err and "3/3" in err
+    assert "image/s" in err and "3/3" in err and "slice 4/4" in err
+
+
+def test_progress_bar_of_a_pipeline_names_stage_and_slice(capsys):
+    cfgs = [SPNConfig(image_size=2, channels=1, bits=1, subscale=1),
+            SPNConfig(image_size=4, channels=1, bits=1, subscale=2, first_slice_given=True)]  # fmt: skip
+    Pipeline([SPN(c) for c in cfgs]).sample(2, progress=True)
+    err = capsys.readouterr().err
+    assert "stage 1/2: sample cached" in err and "stage 2/2: sample cached" in err and "slice 4/4" in err
 
 
 @pytest.mark.parametrize(
