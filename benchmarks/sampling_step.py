@@ -9,6 +9,7 @@ Rows:
 - the default ``SPNConfig(image_size=32)`` at batch 2, cached against naive: the naive sampler is timed over a
   prefix of slice 0 (each naive sub-pixel costs one full decoder pass over the slice, so it extrapolates
   linearly) and the cached one over whole samples;
+- one whole sample at batch 1 of cpu_demo's networks on a 512x512 image with s=16 (32x32 slices);
 - a torch.profiler breakdown of one cpu_demo sample at batch 1 (the top operators by self CPU time).
 
 Subnormal floats are flushed, as the ``spn`` command does. Only public API is used: ``SPN.sample``,
@@ -18,6 +19,7 @@ Subnormal floats are flushed, as the ``spn`` command does. Only public API is us
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -88,6 +90,15 @@ def ratio_row(repeats: int, batch: int = 2, naive_pixels: int = 4) -> dict:
                 naive_us_per_sub_pixel=nv * 1e6, naive_over_cached=nv / c)  # fmt: skip
 
 
+def large_row(size: int = 512, subscale: int = 16) -> dict:
+    """One whole cached sample at batch 1 of cpu_demo's networks on a size x size image (s = subscale)."""
+    torch.manual_seed(0)
+    model = SPN(dataclasses.replace(PRESETS["cpu_demo"].stages[0], image_size=size, subscale=subscale)).eval()
+    t = time_sample(model, 1)
+    return dict(model=f"cpu_demo widths, {size}x{size}, s={subscale}", batch=1, seconds=t,
+                us_per_sub_pixel=t / model.config.modeled_dims * 1e6)  # fmt: skip
+
+
 def breakdown(top: int = 15) -> str:
     model = cpu_demo()
     time_sample(model, 1)
@@ -103,6 +114,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-breakdown", action="store_true")
+    ap.add_argument("--no-large", action="store_true", help="skip the 512x512 (s=16) sample")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -114,6 +126,9 @@ def main() -> None:
         f"\n{r['model']}, batch {r['batch']}: cached {r['cached_us_per_sub_pixel']:.1f} us, naive "
         f"{r['naive_us_per_sub_pixel']:.0f} us per sub-pixel: naive/cached = {r['naive_over_cached']:.1f}x"
     )
+    if not args.no_large:
+        r = large_row()
+        print(f"\n{r['model']}, batch 1: {r['seconds']:.1f} s ({r['us_per_sub_pixel']:.1f} us per sub-pixel)")
     if not args.no_breakdown:
         print("\n" + breakdown())
 
