@@ -228,7 +228,8 @@ class TensorImages(Dataset):
 
 
 class ImageFolder(Dataset):
-    """Image files, decoded on access (large ones once, then kept: DecodeCache), square-cropped ("center" or "random") and resized to size x size.
+    """Image files, decoded on access (large ones once, then kept: DecodeCache), square-cropped ("center" or
+    "random") and resized to size x size.
 
     Every file's header is read up front (cheap: no pixel data): a file that is not an image, is larger than
     `max_pixels` (decompression bombs included) or has a pixel format spn cannot convert is refused before any
