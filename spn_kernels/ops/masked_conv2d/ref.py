@@ -129,8 +129,12 @@ def kept_taps_conv(src: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor, 
 
 
 def _all_finite(t: torch.Tensor) -> bool:
-    # under torch.compile the data-dependent check would break the graph: compiled, the fast form always runs
-    return torch.compiler.is_compiling() or bool(torch.isfinite(t).all())
+    """Whether t is finite, by one sum (a non-finite element makes it non-finite; a finite sum that overflows
+    only takes the slow form in vain): far cheaper than isfinite(t).all() (benchmarks/RESULTS.md). Under
+    torch.compile the data-dependent check would break the graph: compiled, the fast form always runs."""
+    if torch.compiler.is_compiling() or t.numel() == 0:
+        return True
+    return bool(torch.isfinite(t.sum(dtype=torch.float64 if t.dtype == torch.float64 else torch.float32)))
 
 
 def masked_conv2d_ref(
