@@ -45,6 +45,7 @@ from .imagefiles import (
     MAX_IMAGE_PIXELS,
     BadImageError,
     CifarUnpickler,
+    DecodeCache,
     check_image_header,
     list_images,
     load_image,
@@ -227,7 +228,8 @@ class TensorImages(Dataset):
 
 
 class ImageFolder(Dataset):
-    """Image files, decoded on access, square-cropped ("center" or "random") and resized to size x size.
+    """Image files, decoded on access (large ones once, then kept: DecodeCache), square-cropped ("center" or
+    "random") and resized to size x size.
 
     Every file's header is read up front (cheap: no pixel data): a file that is not an image, is larger than
     `max_pixels` (decompression bombs included) or has a pixel format spn cannot convert is refused before any
@@ -261,6 +263,7 @@ class ImageFolder(Dataset):
         if not files:
             raise ValueError("ImageFolder got no image files")
         self.max_pixels = max_pixels
+        self.decoded = DecodeCache()  # large images are decoded once, not on every access
         files, small = self._check_headers(files, size, on_bad_image, max_pixels)
         if small:
             warnings.warn(
@@ -305,7 +308,7 @@ class ImageFolder(Dataset):
             if str(path) in self.bad:
                 continue
             try:
-                return load_image(path, self.channels, self.max_pixels)
+                return self.decoded.get(path, lambda: load_image(path, self.channels, self.max_pixels))
             except (OSError, SyntaxError, ValueError) as e:  # what PIL raises for unreadable/corrupt/truncated data
                 reason = f"{type(e).__name__}: {e}"
                 if self.on_bad_image == "fail":

@@ -148,3 +148,46 @@ def list_images(root: Path) -> list[Path]:
         dirs.sort()
         out += [Path(d) / n for n in names if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(Path(d) / n)]
     return sorted(out)
+
+
+class DecodeCache:
+    """Decoded large images, kept for the next access: an image folder is read many times (every epoch, every
+    random crop), and decoding an 8192 x 8192 PNG again for each access costs seconds. Images of at least
+    `min_pixels` pixels are kept, `max_bytes` in all, the least recently used dropped first (a warning says so
+    once: past that the folder's large images are decoded again when they come back). Smaller images are cheap to
+    decode and are not kept. The kept arrays are read-only. One cache per process (DataLoader workers have their
+    own)."""
+
+    def __init__(self, min_pixels: int = 2**22, max_bytes: int = 2**30):
+        from collections import OrderedDict
+
+        self.min_pixels, self.max_bytes = min_pixels, max_bytes
+        self._kept: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.bytes = 0
+        self.decodes = 0  # how many times the loader ran (for tests and reports)
+        self._warned = False
+
+    def get(self, path: str | os.PathLike, load) -> np.ndarray:
+        """The image at `path`: kept, or `load()` (then kept if large)."""
+        key = str(path)
+        if key in self._kept:
+            self._kept.move_to_end(key)
+            return self._kept[key]
+        img = load()
+        self.decodes += 1
+        if img.shape[0] * img.shape[1] < self.min_pixels or img.nbytes > self.max_bytes:
+            return img
+        img.flags.writeable = False
+        self._kept[key] = img
+        self.bytes += img.nbytes
+        while self.bytes > self.max_bytes:
+            _, old = self._kept.popitem(last=False)
+            self.bytes -= old.nbytes
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"the decoded large images exceed {self.max_bytes / 2**30:.1f} GiB: they are decoded again when "
+                    "they come back, which is slow; downscale them first",
+                    stacklevel=3,
+                )
+        return img

@@ -27,11 +27,22 @@
 //           to [kh, kw].
 //   grad_b: grad_out summed over (B, H, W).
 // The dense path gets grad_x and grad_w from one at::convolution_backward, as F.conv2d's autograd does.
+//
+// Non-finite inputs (the spec: ref.py). Both paths multiply some masked taps by zero weights, and NaN * 0 is
+// NaN: a NaN at a pixel an output may not see would reach it. So a non-finite x (forward) or grad_out (grad_x)
+// takes an exact path instead: the kept taps split into boxes that the mask keeps whole (the rows above the
+// centre row; the centre row left of the centre; the centre tap, once per output colour group over the input
+// channels it keeps), each its own convolution, summed. Whether a tensor is finite is one sum (a non-finite
+// element makes the sum non-finite; an overflowing sum of finite values only takes the exact path in vain):
+// far cheaper than the convolution (benchmarks/RESULTS.md). grad_w needs no exact path: at a kept tap it is
+// the sum over every pixel anyway, and masked_copy zeroes the masked taps without multiplying.
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
+#include <vector>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -47,6 +58,13 @@ namespace {
 at::Tensor pad_zero(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right) {
   if (top == 0 && bottom == 0 && left == 0 && right == 0) return t;
   return at::constant_pad_nd(t, {left, right, top, bottom}, 0);
+}
+
+// Whether every element of t is finite, by one reduction (see the file comment); half types sum in float32.
+bool all_finite(const at::Tensor& t) {
+  if (t.numel() == 0) return true;
+  const at::ScalarType acc = t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  return std::isfinite(t.sum(acc).item<double>());
 }
 
 // stride / dilation (1, 1) and padding / output_padding (0, 0), as arrays that outlive every call
@@ -97,6 +115,57 @@ Plan make_plan(const at::Tensor& x, const at::Tensor& weight, MaskType mt, int64
   return pl;
 }
 
+// The convolution with weight rows [i0, i1) and columns [j0, j1) of the (kh, kw) weight only, every tap of the
+// box kept (forward: src = x), or its adjoint (adjoint: src = grad_out, the box transposed and flipped, the
+// padding the other way round); co / ci select output / input channels (empty: all).
+at::Tensor sub_box_conv(const at::Tensor& src, const at::Tensor& weight, const TapBox& t, int64_t i0, int64_t i1,
+                        int64_t j0, int64_t j1, bool adjoint) {
+  const int64_t p = weight.size(3) / 2;
+  const int64_t top = -(t.dy0 + i0), bottom = t.dy0 + i1 - 1, left = p - j0, right = j1 - 1 - p;
+  const at::Tensor w = weight.narrow(2, i0, i1 - i0).narrow(3, j0, j1 - j0);
+  if (!adjoint) return at::conv2d(pad_zero(src, top, bottom, left, right), w.contiguous(), std::nullopt);
+  const at::Tensor w_adj = w.flip({2, 3}).transpose(0, 1).contiguous();
+  return at::conv2d(pad_zero(src, bottom, top, right, left), w_adj, std::nullopt);
+}
+
+// The exact path (file comment): [B, C_out, H, W] from x (forward), or grad_x [B, C_in, H, W] from grad_out
+// (adjoint), summed over the kept taps only; src is never multiplied by a masked weight.
+at::Tensor exact_conv(const at::Tensor& src, const at::Tensor& weight, const TapBox& t, MaskType mt,
+                      int64_t groups, ColorLayout layout, bool adjoint) {
+  const int64_t c_out = weight.size(0), c_in = weight.size(1), p = weight.size(3) / 2;
+  const int64_t n_out = adjoint ? c_in : c_out;
+  at::Tensor out = at::zeros({src.size(0), n_out, src.size(2), src.size(3)}, src.options());
+  if (t.n_rows * t.n_cols == 0) return out;
+  const at::Tensor s = src.contiguous();
+  if (!t.masked_centre) return out.add_(sub_box_conv(s, weight, t, 0, t.n_rows, 0, t.n_cols, adjoint));
+  const int64_t c = t.centre_row;
+  if (c > 0) out.add_(sub_box_conv(s, weight, t, 0, c, 0, weight.size(3), adjoint));
+  if (p > 0) out.add_(sub_box_conv(s, weight, t, c, c + 1, 0, p, adjoint));
+  // the centre tap, a 1 x 1 convolution per output colour group over the input channels it keeps
+  const at::Tensor wc = weight.select(3, p).select(2, c);  // [C_out, C_in]
+  for (int64_t g = 0; g < groups; ++g) {
+    std::vector<int64_t> co, ci;
+    for (int64_t o = 0; o < c_out; ++o) {
+      if (color_group(o, c_out, groups, layout) == g) co.push_back(o);
+    }
+    if (co.empty()) continue;
+    for (int64_t i = 0; i < c_in; ++i) {
+      if (centre_kept(co[0], i, c_out, c_in, mt, groups, layout)) ci.push_back(i);
+    }
+    if (ci.empty()) continue;
+    const at::Tensor co_t = at::tensor(co, src.options().dtype(at::kLong));
+    const at::Tensor ci_t = at::tensor(ci, src.options().dtype(at::kLong));
+    const at::Tensor w = wc.index_select(0, co_t).index_select(1, ci_t);  // [n_co, n_ci]
+    if (adjoint) {
+      const at::Tensor w_adj = w.t().contiguous().unsqueeze(2).unsqueeze(3);
+      out.index_add_(1, ci_t, at::conv2d(s.index_select(1, co_t), w_adj, std::nullopt));
+    } else {
+      out.index_add_(1, co_t, at::conv2d(s.index_select(1, ci_t), w.contiguous().unsqueeze(2).unsqueeze(3)));
+    }
+  }
+  return out;
+}
+
 // x [B, C_in, H, W], weight [C_out, C_in, kh, kw], bias [C_out]? -> [B, C_out, H, W]
 at::Tensor masked_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                              std::string_view mask_type, int64_t color_groups, std::string_view color_layout) {
@@ -112,6 +181,11 @@ at::Tensor masked_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, cons
     return out;
   }
   const int64_t kw = weight.size(3);
+  if (!all_finite(x)) {
+    at::Tensor out = exact_conv(x, weight, pl.t, mt, color_groups, cl, /*adjoint=*/false);
+    if (bias.has_value()) out.add_(bias->view({1, -1, 1, 1}));
+    return out;
+  }
   if (pl.dense) {
     const int64_t pad[2] = {pl.mh, pl.mw};
     const at::Tensor wd = masked_copy(weight, pl.t, kw, 2 * pl.mh + 1, kw, mt, color_groups, cl);
@@ -142,27 +216,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
   at::Tensor gx, gw, gb;
   at::Tensor empty = at::empty({0}, grad_out.options());
   const bool need_x = output_mask[0], need_w = output_mask[1];
+  bool need_x_done = false;
   if ((need_x || need_w) && pl.t.n_rows * pl.t.n_cols == 0) {
     if (need_x) gx = at::zeros_like(x, at::MemoryFormat::Contiguous);
     if (need_w) gw = at::zeros_like(weight, at::MemoryFormat::Contiguous);
   } else if (need_x || need_w) {
     const int64_t kh = weight.size(2), kw = weight.size(3);
+    if (need_x && !all_finite(gy)) {  // the exact grad_x (file comment); grad_w below as usual
+      gx = exact_conv(gy, weight, pl.t, mt, color_groups, cl, /*adjoint=*/true);
+      need_x_done = true;
+    }
     if (pl.dense) {
       // one oneDNN call for all gradients, as autograd's F.conv2d backward makes
       const at::Tensor wd = masked_copy(weight, pl.t, kw, 2 * pl.mh + 1, kw, mt, color_groups, cl);
       const int64_t pad[2] = {pl.mh, pl.mw};
       const int64_t bias_size[1] = {weight.size(0)};
       const bool need_b = output_mask[2];
+      const bool dense_x = need_x && !need_x_done;
       auto grads = at::convolution_backward(gy, x.contiguous(), wd, at::OptionalIntArrayRef(at::IntArrayRef(bias_size)),
                                             kOnes, at::IntArrayRef(pad), kOnes, /*transposed=*/false, kZeros,
-                                            /*groups=*/1, {need_x, need_w, need_b});
-      if (need_x) gx = std::get<0>(grads).contiguous();
+                                            /*groups=*/1, {dense_x, need_w, need_b});
+      if (dense_x) gx = std::get<0>(grads).contiguous();
       if (need_b) gb = std::get<2>(grads);
       // the dense kernel's rows start at the weight's row 0: mask it back to [kh, kw]
       if (need_w) gw = masked_copy(std::get<1>(grads), pl.t, kw, kh, kw, mt, color_groups, cl);
     } else {
       const at::Tensor box = masked_copy(weight, pl.t, kw, pl.t.n_rows, pl.t.n_cols, mt, color_groups, cl);
-      if (need_x) {
+      if (need_x && !need_x_done) {
         // The adjoint of the box convolution: grad_out padded the other way round (top <-> bottom,
         // left <-> right) and convolved with the box transposed (in <-> out) and flipped in both axes.
         const at::Tensor w_adj = box.flip({2, 3}).transpose(0, 1).contiguous();

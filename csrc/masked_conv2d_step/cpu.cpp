@@ -182,6 +182,25 @@ void step_ab(const at::Tensor& cache, const at::Tensor& weight, const std::optio
     }
   }
   const acc_t* wcp = wc.empty() ? nullptr : wc.data();
+  // A masked centre weight is a zero in wc, and NaN * 0 is NaN: a non-finite centre pixel (a colour channel an
+  // output may not see) would reach every output. Then the centre column of the panel is zeroed and its kept
+  // pairs are added afterwards, skipping the masked ones (spec: ref.py; costs a pass over B * C_in values).
+  std::vector<acc_t> centre;  // [C_in, B]: the centre pixels, only when one of them is non-finite
+  if (wcp != nullptr) {
+    bool finite = true;
+    for (int64_t ci = 0; ci < C_in && finite; ++ci) {
+      for (int64_t b = 0; b < B; ++b) finite = finite && std::isfinite(panel[ci * TB + T * Bp + b]);
+    }
+    if (!finite) {
+      centre.resize(C_in * B);
+      for (int64_t ci = 0; ci < C_in; ++ci) {
+        for (int64_t b = 0; b < B; ++b) {
+          centre[ci * B + b] = panel[ci * TB + T * Bp + b];
+          panel[ci * TB + T * Bp + b] = acc_t(0);
+        }
+      }
+    }
+  }
   const at::Tensor b_acc = bias.has_value() ? bias->to(acc_type).contiguous() : at::Tensor();
   const acc_t* bp = bias.has_value() ? b_acc.const_data_ptr<acc_t>() : nullptr;
   scalar_t* op = out.mutable_data_ptr<scalar_t>();  // [B, C_out]
@@ -196,6 +215,15 @@ void step_ab(const at::Tensor& cache, const at::Tensor& weight, const std::optio
       dot_range_f64(wp, panel.data(), taps.data(), T, C_in, kk, wcp, Bp, o0, o1, acc.data());
     } else {
       dot_range_f32(wp, panel.data(), taps.data(), T, C_in, kk, wcp, Bp, o0, o1, acc.data());
+    }
+    if (!centre.empty()) {
+      for (int64_t co = o0; co < o1; ++co) {
+        for (int64_t ci = 0; ci < C_in; ++ci) {
+          if (!centre_kept(co, ci, C_out, C_in, mt, color_groups, layout)) continue;
+          const acc_t wv = wcp[co * C_in + ci];
+          for (int64_t b = 0; b < B; ++b) acc[(co - o0) * Bp + b] += wv * centre[ci * B + b];
+        }
+      }
     }
     for (int64_t co = o0; co < o1; ++co) {
       const acc_t b0 = bp ? bp[co] : acc_t(0);

@@ -10,6 +10,9 @@
 // thread: one wave on an H100/H200. (causal-conv1d's update kernel gives each channel one thread because its
 // convolution is depthwise; here every output reads all C_in channels, so the reduction is what to split.)
 // Mask V computes a whole row: gridDim.y runs over its columns. Sums are float32 (float64 for float64 input).
+// A masked tap is skipped, never multiplied by a zero weight, so a non-finite cache value under it (a pixel not
+// generated yet, a colour channel the centre tap masks) never reaches the output (the spec's rule for non-finite
+// inputs).
 //
 // x_new must be written before the step reads its position. Rather than a second launch, every block takes
 // the values at the written positions straight from x_new (never from the cache), and the blocks of output

@@ -108,6 +108,11 @@ def _cases():
             )
         )
         out.append((f"conv-fwd-{mt}-g{g}", lambda mt=mt, g=g, x=x, w=w: fwd(x, w, None, mt, g, None, "tf32")))
+    # the grouped centre tap's own loop (finite inputs in one dot, a 0/1 dot counting the non-finite ones) in
+    # the 16-bit and fp64 tiles too
+    for dtype in (torch.bfloat16, torch.float16, torch.float64):
+        xg, wg = t(8, 96, 16, 16, dtype=dtype), t(96, 96, 3, 3, dtype=dtype)
+        out.append((f"conv-A-g3-{dtype}", lambda x=xg, w=wg: fwd(x, w, None, "A", 3, None, "ieee")))
     # gated-PixelCNN kernel shapes ((1, k) rows, (k//2 + 1, k) and (k//2, k) vertical stacks), the interleaved
     # colour layout with unequal groups, and k = 1 "A" (no kept tap: grad_bias alone)
     xo = t(8, 10, 16, 16)

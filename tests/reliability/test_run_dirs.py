@@ -168,3 +168,60 @@ def test_stale_temp_files_are_cleaned_and_branches_kept(tmp_path):
     assert not stale.exists() and r.step == 8
     (old,) = tmp_path.glob("replaced-*")
     assert (old / "ckpt_00000008.pt").is_file() and (old / "metrics.jsonl").is_file()
+
+
+def _read_only(monkeypatch, root):
+    """Makes every write under `root` fail as a read-only folder does for a user without rights there: creating
+    it or anything in it, or opening a file in it for writing, raises PermissionError. (chmod cannot do this when
+    the tests run as root, who may write anywhere; this runs everywhere.)"""
+    import builtins
+    import os
+    from pathlib import Path
+
+    root = os.path.abspath(root)
+
+    def inside(p) -> bool:
+        p = os.path.abspath(os.fspath(p))
+        return p == root or p.startswith(root + os.sep)
+
+    def denied(p):
+        return PermissionError(13, "Permission denied", os.fspath(p))
+
+    real_open, real_os_open, real_mkdir, real_access = builtins.open, os.open, Path.mkdir, os.access
+
+    def fake_open(file, mode="r", *a, **k):
+        if isinstance(file, (str, os.PathLike)) and inside(file) and any(c in mode for c in "wax+"):
+            raise denied(file)
+        return real_open(file, mode, *a, **k)
+
+    def fake_os_open(path, flags, *a, **k):
+        if inside(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise denied(path)
+        return real_os_open(path, flags, *a, **k)
+
+    def fake_mkdir(self, *a, **k):
+        if inside(self) and not self.is_dir():
+            raise denied(self)
+        return real_mkdir(self, *a, **k)
+
+    def fake_access(path, mode, *a, **k):
+        if inside(path) and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(os, "open", fake_os_open)
+    monkeypatch.setattr(Path, "mkdir", fake_mkdir)
+    monkeypatch.setattr(os, "access", fake_access)
+
+
+@pytest.mark.parametrize("where", ["existing", "new-in-read-only-parent"])
+def test_cli_read_only_out_is_a_clean_error(tmp_path, npz, capsys, monkeypatch, where):  # noqa: F811
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    out = parent if where == "existing" else parent / "run"
+    _read_only(monkeypatch, parent)
+    rc = main(["train", "--out", str(out), "--data", npz, *TINY, "--no-progress", "--steps", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"--out {out}" in err and "Permission denied" in err and "Traceback" not in err, err
+    assert list(parent.iterdir()) == []

@@ -1,5 +1,11 @@
 """Pure-PyTorch reference of gated_step: the horizontal stacks of a gated PixelCNN's blocks at one position, one
-block after the other, on padded channels-last caches (the layout of spn.cache.GatedBlockCache)."""
+block after the other, on padded channels-last caches (the layout of spn.cache.GatedBlockCache).
+
+Non-finite values: each block is a dense product of its whole window with w_h, whose masked taps are zeros (one
+GEMM per block, the reason for the layout), so a NaN or inf anywhere in the window reaches the output (NaN * 0
+is NaN), the masked positions right of the centre included. Unlike masked_conv2d, which never reads a masked
+tap, it relies on its caller keeping the positions not generated yet finite (spn.cache.GatedBlockCache: zeros).
+"""
 
 from __future__ import annotations
 

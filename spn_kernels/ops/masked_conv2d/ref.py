@@ -24,8 +24,22 @@ of a 3-wide kernel is the centre row applied to the input shifted down by one ro
 ``mask_type`` applies to those rows: a (1, k) "A"/"B" keeps the taps left of the centre plus the centre tap per
 colour mask, (1, k) "V" keeps the whole row, (p + 1, k) "V" and (p, k) of any type keep every tap.
 The output is 'same' size [B, C_out, H, W], with the centre of the square kernel at the output pixel:
-    out[b, co, h, w] = bias[co] + sum over ci, i, j of (weight * mask)[co, ci, i, j]
+    out[b, co, h, w] = bias[co] + sum over the kept (ci, i, j) of weight[co, ci, i, j]
                        * x[b, ci, h + r0 + i - p, w + j - p]          (zero outside the image).
+
+Non-finite values (NaN, +-inf). A masked tap is never read, neither its weight nor the input under it: an
+output is non-finite only if its bias, a kept weight it uses or an input it sees through a kept tap is
+non-finite (or the sum overflows). Such an output is NaN or +-inf; which one is not fixed across backends (an
+inf seen through a colour-masked centre tap may come out NaN). So a NaN in a pixel not generated yet never
+reaches an output that may not see it. The backward is the adjoint over the same kept taps:
+- grad_x: grad_out reaches grad_x only through kept taps (a non-finite grad_out at one output reaches exactly
+  the inputs that output sees);
+- grad_weight: at a kept tap the sum over every pixel of grad_out * the input the tap reads, so a non-finite
+  input makes that tap's grad_weight non-finite for every output channel (also where grad_out is zero); at a
+  masked tap exactly zero;
+- grad_bias: grad_out summed.
+(backend="torch" runs this reference under PyTorch's own autograd, whose grad_x of a non-finite grad_out is
+that of F.conv2d: masked taps pass it on. masked_conv2d_backward_ref is the spec of the backward.)
 """
 
 from __future__ import annotations
@@ -86,6 +100,43 @@ def square_weight(weight: torch.Tensor) -> torch.Tensor:
     return F.pad(weight, (0, 0, r0, kw - r0 - n))
 
 
+def kept_taps_conv(src: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """The masked convolution (transposed=False: src = x [B, C_in, H, W] -> [B, C_out, H, W]) or its adjoint
+    (transposed=True: src = grad_out -> grad_x) as a sum over the kept taps only, one shifted product per tap:
+    no value of src is ever multiplied by a masked weight. The spec's slow form, for non-finite src."""
+    c_out, c_in, kh, kw = weight.shape
+    p, (r0, _) = kw // 2, kernel_rows(kh, kw)
+    B, _, H, W = src.shape
+    sp = F.pad(src, (p, p, p, p))
+    out = src.new_zeros(B, c_in if transposed else c_out, H, W)
+    keep = mask != 0
+    for i in range(kh):
+        for j in range(kw):
+            dy, dx = r0 + i - p, j - p
+            w_t, m_t = weight[:, :, i, j], keep[:, :, i, j]  # [N, K]: output channels x channels read
+            if transposed:
+                w_t, m_t, dy, dx = w_t.T, m_t.T, -dy, -dx
+            if not m_t.any():
+                continue
+            s = sp[:, :, p + dy : p + dy + H, p + dx : p + dx + W]  # [B, K, H, W]
+            # outputs with the same kept channels at this tap (the colour groups of a centre tap) together
+            rows, inv = torch.unique(m_t, dim=0, return_inverse=True)
+            for u, row in enumerate(rows):
+                n_idx, k_idx = (inv == u).nonzero()[:, 0], row.nonzero()[:, 0]
+                if len(k_idx):
+                    out[:, n_idx] += torch.einsum("nk,bkhw->bnhw", w_t[n_idx][:, k_idx], s[:, k_idx])
+    return out
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether t is finite, by one sum (a non-finite element makes it non-finite; a finite sum that overflows
+    only takes the slow form in vain): far cheaper than isfinite(t).all() (benchmarks/RESULTS.md). Under
+    torch.compile the data-dependent check would break the graph: compiled, the fast form always runs."""
+    if torch.compiler.is_compiling() or t.numel() == 0:
+        return True
+    return bool(torch.isfinite(t.sum(dtype=torch.float64 if t.dtype == torch.float64 else torch.float32)))
+
+
 def masked_conv2d_ref(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -104,13 +155,18 @@ def masked_conv2d_ref(
         bias: [C_out] or None.
     Returns:
         [B, C_out, H, W] = F.conv2d(x, square(weight * mask), bias, padding=kw//2), square() embedding the rows
-        in the centred kw x kw kernel. Masked weights get zero gradient.
+        in the centred kw x kw kernel, for finite x; a non-finite x is computed tap by tap (kept_taps_conv), so
+        that it reaches only the outputs that see it (module docstring). Masked weights get zero gradient.
     """
     c_out, c_in, kh, kw = weight.shape
     mask = conv_mask(
         c_out, c_in, (kh, kw), mask_type, color_groups, weight.dtype, weight.device, color_layout=color_layout
     )
-    return F.conv2d(x, square_weight(weight * mask), bias, padding=kw // 2)
+    w = torch.where(mask != 0, weight, 0)  # not weight * mask: a non-finite masked weight is never read
+    if _all_finite(x):
+        return F.conv2d(x, square_weight(w), bias, padding=kw // 2)
+    out = kept_taps_conv(x, w, mask, transposed=False)
+    return out if bias is None else out + bias[:, None, None]
 
 
 def masked_conv2d_backward_ref(
@@ -129,7 +185,8 @@ def masked_conv2d_backward_ref(
         grad_out: [B, C_out, H, W]; x: [B, C_in, H, W]; weight: [C_out, C_in, kh, kw].
         output_mask: which of (grad_x, grad_weight, grad_bias) to compute; the others are returned empty.
     Returns:
-        grad_x [B, C_in, H, W], grad_weight [C_out, C_in, kh, kw] (zero at masked taps), grad_bias [C_out].
+        grad_x [B, C_in, H, W], grad_weight [C_out, C_in, kh, kw] (zero at masked taps), grad_bias [C_out];
+        non-finite values as the module docstring says.
     """
     c_out, c_in, kh, kw = weight.shape
     p = kw // 2
@@ -138,9 +195,16 @@ def masked_conv2d_backward_ref(
         c_out, c_in, (kh, kw), mask_type, color_groups, weight.dtype, weight.device, color_layout=color_layout
     )
     empty = grad_out.new_empty(0)
-    gx = F.conv_transpose2d(grad_out, square_weight(weight * mask), padding=p) if output_mask[0] else empty
+    w = torch.where(mask != 0, weight, 0)
+    if not output_mask[0]:
+        gx = empty
+    elif _all_finite(grad_out):
+        gx = F.conv_transpose2d(grad_out, square_weight(w), padding=p)
+    else:
+        gx = kept_taps_conv(grad_out, w, mask, transposed=True)
     if output_mask[1]:
-        gw = torch.nn.grad.conv2d_weight(x, (c_out, c_in, kw, kw), grad_out, padding=p)[:, :, r0 : r0 + n] * mask
+        gw_all = torch.nn.grad.conv2d_weight(x, (c_out, c_in, kw, kw), grad_out, padding=p)[:, :, r0 : r0 + n]
+        gw = torch.where(mask != 0, gw_all, 0)
     else:
         gw = empty
     gb = grad_out.sum((0, 2, 3)) if output_mask[2] else empty

@@ -165,9 +165,12 @@ def _conv_kernel(
     p_row = src + b * s_b  # [BM]
     acc = tl.zeros((BM, BN), dtype=tl.float64 if ACC64 else tl.float32)
     KT = T * KC
-    for k0 in range(0, KT, BK):
+    # With colour groups the centre tap is the last kept tap (t = CT = T - 1) and is masked per channel pair:
+    # it runs in its own loop below, so this one multiplies no masked weight.
+    K_MAIN = CT * KC if GROUPED else KT
+    for k0 in range(0, K_MAIN, BK):
         o_k = k0 + tl.arange(0, BK).to(tl.int64)  # reduction index t * KC + c
-        m_k = o_k < KT
+        m_k = o_k < K_MAIN
         t = o_k // KC
         c = o_k - t * KC
         kh = t // KW
@@ -178,7 +181,25 @@ def _conv_kernel(
         # [BM, BK]: zero padding through the mask
         a = tl.load(p_row[:, None] + c[None, :] * s_c + ih * s_h + iw * s_w, mask=m_a, other=0)
         wt = tl.load(wp + o_k[:, None] * NC + o_n[None, :], mask=m_k[:, None] & m_n[None, :], other=0)  # [BK, BN]
-        if GROUPED:
+        if UPCAST:
+            a = a.to(tl.float32)
+            wt = wt.to(tl.float32)
+        acc = tl.dot(a, wt.to(a.dtype), acc, input_precision=PREC, out_dtype=acc.dtype)
+    if GROUPED:
+        # The centre tap over blocks of KC channels. A masked pair's weight is zeroed, and NaN * 0 is NaN, so a
+        # non-finite input there would reach outputs that may not see it (ref.py): the dot gets the finite
+        # inputs only, and a second dot counts, per (pixel, output channel), the non-finite inputs that a kept
+        # pair reads; where there is one the output is NaN.
+        n_bad = tl.zeros((BM, BN), dtype=tl.float32)
+        sh = oh + SIGN * (CT // KW + DY0)  # [BM]: the centre tap reads the output pixel itself
+        sw = ow + SIGN * (CT % KW - P)
+        for c0 in range(0, KC, BK):
+            c = c0 + tl.arange(0, BK).to(tl.int64)
+            m_c = c < KC
+            m_a = m_m[:, None] & m_c[None, :] & ((sh >= 0) & (sh < H) & (sw >= 0) & (sw < W))[:, None]
+            a = tl.load(p_row[:, None] + c[None, :] * s_c + (sh * s_h + sw * s_w)[:, None], mask=m_a, other=0)
+            o_k = CT * KC + c
+            wt = tl.load(wp + o_k[:, None] * NC + o_n[None, :], mask=m_c[:, None] & m_n[None, :], other=0)
             if INTERLEAVED:
                 g_c = (c % G)[:, None]
                 g_n = (o_n % G)[None, :]
@@ -189,12 +210,17 @@ def _conv_kernel(
                 g_in, g_out = g_c, g_n
             else:
                 g_in, g_out = g_n, g_c
-            keep = (g_in < g_out) if STRICT else (g_in <= g_out)
-            wt = tl.where(keep | (t != CT)[:, None], wt, 0.0)
-        if UPCAST:
-            a = a.to(tl.float32)
-            wt = wt.to(tl.float32)
-        acc = tl.dot(a, wt.to(a.dtype), acc, input_precision=PREC, out_dtype=acc.dtype)
+            keep = ((g_in < g_out) if STRICT else (g_in <= g_out)) & m_c[:, None] & m_n[None, :]  # [BK, BN]
+            wt = tl.where(keep, wt, 0.0)
+            if UPCAST:
+                a = a.to(tl.float32)
+                wt = wt.to(tl.float32)
+            bad = (a != a) | (tl.abs(a) == float("inf"))  # [BM, BK]
+            a = tl.where(bad, 0.0, a)
+            acc = tl.dot(a, wt.to(a.dtype), acc, input_precision=PREC, out_dtype=acc.dtype)
+            # 0/1 products, exact in any precision
+            n_bad = tl.dot(bad.to(tl.float32), keep.to(tl.float32), n_bad, input_precision="ieee")
+        acc = tl.where(n_bad > 0, float("nan"), acc)
     if HAS_BIAS:
         acc += tl.load(bias + o_n, mask=m_n, other=0).to(acc.dtype)[None, :]
     p_out = out + b[:, None] * NC * HW + o_n[None, :] * HW + rem[:, None]
@@ -323,6 +349,7 @@ def plan_conv(
         cfg = CONV_CONFIGS[config or conv_config(src.dtype, NC)]
     grid = (triton.cdiv(B * H * W, cfg["BM"]), triton.cdiv(NC, cfg["BN"]))
     g_args, g_meta = _groups(KC, NC, color_groups, color_layout)
+    g_meta["GROUPED"] &= CT >= 0  # a weight without the centre row keeps every tap it holds
     args = (src, wp, bias if bias is not None else wp, out, B, H, W, KC, NC, T, kw, kw // 2, DY0, CT)
     args += (*g_args, *src.stride())
     meta = dict(

@@ -1,5 +1,9 @@
 """Pure-PyTorch reference of masked_conv2d_step, the sampler's cached step of masked_conv2d. It is the spec for
 every backend; the masks are those of masked_conv2d (masked_conv2d/ref.py: conv_mask).
+
+Non-finite values: as masked_conv2d's (masked_conv2d/ref.py): an output is non-finite only if its bias, a kept
+weight or a cache value its kept taps read is non-finite; NaN anywhere else in the cache (a pixel not
+generated yet, a colour channel the centre tap masks) is never read.
 """
 
 from __future__ import annotations
@@ -7,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..masked_conv2d.ref import conv_mask, square_weight
+from ..masked_conv2d.ref import masked_conv2d_ref
 
 
 def masked_conv2d_step_ref(
@@ -38,24 +42,20 @@ def masked_conv2d_step_ref(
         "A"/"B": [B, C_out], equal to masked_conv2d(cache)[:, :, row, col].
         "V": [B, C_out, W], equal to masked_conv2d(cache)[:, :, row, :].
     """
-    k = weight.shape[-1]
-    p = k // 2
-    kernel_size = tuple(weight.shape[2:])
+    p = weight.shape[-1] // 2
     if x_new is not None:
         if mask_type == "V":
             cache[:, :, row, :] = x_new
         else:
             cache[:, :, row, col] = x_new
-    c_out, c_in = weight.shape[:2]
-    mask = conv_mask(
-        c_out, c_in, kernel_size, mask_type, color_groups, weight.dtype, weight.device, color_layout=color_layout
-    )
-    w = square_weight(weight * mask)[:, :, : p + 1]  # rows below the centre are always masked
+    # the output pixel's neighbourhood: rows row-p..row of the cache, then p rows of zeros (below the centre
+    # row nothing is ever read), zero outside the image; masked_conv2d_ref on it, read at the centre row
     r0 = max(row - p, 0)
-    slab = F.pad(cache[:, :, r0 : row + 1], (0, 0, p - (row - r0), 0))  # [B, C_in, p+1, W]
+    slab = F.pad(cache[:, :, r0 : row + 1], (0, 0, p - (row - r0), p))  # [B, C_in, 2p+1, W]
+    args = (weight, bias, mask_type, color_groups)
     if mask_type == "V":
-        return F.conv2d(slab, w, bias, padding=(0, p))[:, :, 0]
+        return masked_conv2d_ref(slab, *args, color_layout=color_layout)[:, :, p]
     W = cache.shape[-1]
     c0, c1 = max(col - p, 0), min(col + p + 1, W)
-    win = F.pad(slab[..., c0:c1], (p - (col - c0), p - (c1 - 1 - col)))  # [B, C_in, p+1, k]
-    return F.conv2d(win, w, bias)[:, :, 0, 0]
+    win = F.pad(slab[..., c0:c1], (p - (col - c0), p - (c1 - 1 - col)))  # [B, C_in, 2p+1, k]
+    return masked_conv2d_ref(win, *args, color_layout=color_layout)[:, :, p, p]

@@ -116,9 +116,12 @@ def _conv_step_kernel(
                 tl.store(p_cache + o_k[None, :] * c_c + row64 * c_h, v, mask=m_w)
     acc = tl.zeros((BM, BN), dtype=tl.float64 if ACC64 else tl.float32)
     KT = T * KC
-    for k0 in range(0, KT, BK):
+    # With colour groups the centre tap is the last kept tap (CT = T - 1), masked per channel pair: it runs in
+    # its own loop below (as in masked_conv2d/triton.py), so this one multiplies no masked weight.
+    K_MAIN = CT * KC if GROUPED else KT
+    for k0 in range(0, K_MAIN, BK):
         o_k = k0 + tl.arange(0, BK).to(tl.int64)  # reduction index t * KC + c
-        m_k = o_k < KT
+        m_k = o_k < K_MAIN
         t = o_k // KC
         c = o_k - t * KC
         kh = t // KW
@@ -137,19 +140,43 @@ def _conv_step_kernel(
         a = tl.load(p_a, mask=m_a, other=0)  # [BM, BK]
         p_b = w + o_n[None, :] * w_o + (c * w_i + kh * w_h + kw * w_w)[:, None]
         wt = tl.load(p_b, mask=m_k[:, None] & m_n[None, :], other=0)  # [BK, BN]
-        if GROUPED:
+        if UPCAST:
+            a = a.to(tl.float32)
+            wt = wt.to(tl.float32)
+        acc = tl.dot(a, wt.to(a.dtype), acc, input_precision=PREC, out_dtype=acc.dtype)
+    if GROUPED:
+        # The centre pixel (row, col) itself, over blocks of KC channels: the dot gets its finite values only, a
+        # second dot counts the non-finite ones a kept pair reads, and there the output is NaN (NaN * a masked
+        # pair's zero weight would be NaN for outputs that may not see it; ref.py).
+        n_bad = tl.zeros((BM, BN), dtype=tl.float32)
+        ch = CT // KW
+        for c0 in range(0, KC, BK):
+            c = c0 + tl.arange(0, BK).to(tl.int64)
+            m_c = c < KC
+            m_a = m_m[:, None] & m_c[None, :]
+            if HAS_NEW:
+                p_a = p_new + (c * n_c)[None, :]
+            else:
+                p_a = p_cache + (c * c_c + row64 * c_h)[None, :]
+            a = tl.load(p_a, mask=m_a, other=0)  # [BM, BK]
+            p_b = w + o_n[None, :] * w_o + (c * w_i + ch * w_h + P * w_w)[:, None]
+            wt = tl.load(p_b, mask=m_c[:, None] & m_n[None, :], other=0)  # [BK, BN]
             if INTERLEAVED:
                 g_in = (c % G)[:, None]
                 g_out = (o_n % G)[None, :]
             else:
                 g_in = (c // gk)[:, None]
                 g_out = (o_n // gn)[None, :]
-            keep = (g_in < g_out) if STRICT else (g_in <= g_out)
-            wt = tl.where(keep | (t != CT)[:, None], wt, 0.0)
-        if UPCAST:
-            a = a.to(tl.float32)
-            wt = wt.to(tl.float32)
-        acc = tl.dot(a, wt.to(a.dtype), acc, input_precision=PREC, out_dtype=acc.dtype)
+            keep = ((g_in < g_out) if STRICT else (g_in <= g_out)) & m_c[:, None] & m_n[None, :]  # [BK, BN]
+            wt = tl.where(keep, wt, 0.0)
+            if UPCAST:
+                a = a.to(tl.float32)
+                wt = wt.to(tl.float32)
+            bad = (a != a) | (tl.abs(a) == float("inf"))
+            a = tl.where(bad, 0.0, a)
+            acc = tl.dot(a, wt.to(a.dtype), acc, input_precision=PREC, out_dtype=acc.dtype)
+            n_bad = tl.dot(bad.to(tl.float32), keep.to(tl.float32), n_bad, input_precision="ieee")
+        acc = tl.where(n_bad > 0, float("nan"), acc)
     if HAS_BIAS:
         acc += tl.load(bias + o_n, mask=m_n, other=0).to(acc.dtype)[None, :]
     p_out = out + b[:, None] * NC * NPIX + o_n[None, :] * NPIX + (o_m % NPIX)[:, None]
@@ -190,6 +217,7 @@ def plan(
         cfg = STEP_CONFIGS[config or step_config(cache.dtype, mask_type)]
     grid = (triton.cdiv(NC, cfg["BN"]), triton.cdiv(B * npix, cfg["BM"]))
     g_args, g_meta = _groups(KC, NC, color_groups, color_layout)
+    g_meta["GROUPED"] &= CT >= 0  # a weight without the centre row keeps every tap it holds
     args = (cache, xn, weight, bias if bias is not None else weight, out, B, KC, NC, W, T, kw, kw // 2, DY0, CT)
     args += (row, col0, npix, *g_args, *cache.stride(), *n_strides, *weight.stride())
     meta = dict(

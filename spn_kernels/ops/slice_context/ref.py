@@ -1,6 +1,9 @@
 """Pure-PyTorch reference of slice_context. It is the spec: every backend is tested against it.
 
 Slice k = i*s + j of an image x [B, C, H, W] is x[:, :, i::s, j::s], of shape [B, C, H/s, W/s].
+
+Non-finite values cannot occur: x is an integer image (checked, and its values range-checked against bits), so
+the output is always finite.
 """
 
 from __future__ import annotations

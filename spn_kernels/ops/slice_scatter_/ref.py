@@ -1,6 +1,9 @@
 """Pure-PyTorch reference of slice_scatter_. It is the spec: every backend is tested against it.
 
 Slice k = i*s + j of an image x [B, C, H, W] is x[:, :, i::s, j::s], of shape [B, C, H/s, W/s].
+
+Non-finite values: a copy; every value of `values`, NaN and +-inf included, lands bit for bit (NaN payloads
+too), and nothing else of x changes.
 """
 
 from __future__ import annotations

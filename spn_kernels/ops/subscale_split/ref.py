@@ -1,6 +1,8 @@
 """Pure-PyTorch reference of subscale_split. It is the spec: every backend is tested against it.
 
 Slice k = i*s + j of an image x [B, C, H, W] is x[:, :, i::s, j::s], of shape [B, C, H/s, W/s].
+
+Non-finite values: a copy; every value, NaN and +-inf included, moves bit for bit (NaN payloads too).
 """
 
 from __future__ import annotations
