@@ -10,7 +10,8 @@ num_warps/num_stages are compiled, with the argument specialisation the runtime 
 as constexprs, 16-byte divisibility).
 
 Run in a subprocess with TRITON_INTERPRET unset (tests/conftest.py sets it to 1, which turns @triton.jit
-into the interpreter): `python -m tests.ops.test_triton_compile 90 80`.
+into the interpreter): `python -m tests.ops.test_triton_compile 90 80` (the test runs one process per architecture,
+side by side).
 """
 
 from __future__ import annotations
@@ -262,19 +263,24 @@ def compile_all(capability: int) -> int:
 
 def test_compile_for_gpu(tmp_path):
     pytest.importorskip("triton")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path)  # compile for real every time, not from an earlier run's cache
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.ops.test_triton_compile", "90", "80"],
-        env=env,
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
-    assert "sm_90: compiled" in proc.stdout and "sm_80: compiled" in proc.stdout
+    procs = {}
+    for cap in ("90", "80"):  # one process per architecture, side by side: compiling is single-threaded
+        env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+        env["TRITON_CACHE_DIR"] = str(tmp_path / cap)  # compile for real every time, not from an earlier cache
+        procs[cap] = subprocess.Popen(
+            [sys.executable, "-m", "tests.ops.test_triton_compile", cap],
+            env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    for cap, proc in procs.items():
+        try:
+            out, err = proc.communicate(timeout=1200)
+        except subprocess.TimeoutExpired:
+            for p in procs.values():
+                p.kill()
+            raise
+        assert proc.returncode == 0, out[-4000:] + err[-8000:]
+        assert f"sm_{cap}: compiled" in out
 
 
 if __name__ == "__main__":
