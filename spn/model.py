@@ -374,7 +374,7 @@ class SPN(nn.Module):
         decoder step, then per channel the head, the draw with cache.u, and the write into the decoder's cache."""
         cfg = self.config
         C, dec = cfg.channels, cache.decoder
-        be = "torch" if cfg.backend == "torch" or cache.u.device.type != "cpu" else None
+        be = "torch" if cfg.backend == "torch" else None  # CPU: the C++ draw; CUDA: the Triton one
         base = self.head.step_base(cache.head, self.decoder.step(dec, row, col))
         pixel = dec.pixels[:, dec.pad + row, dec.pad + col]
         i = (row * cfg.slice_size + col) * C

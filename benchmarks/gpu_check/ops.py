@@ -173,6 +173,21 @@ def gated_case(device, B, c0, d, L, k, n, dtype, be, cost_s=4.0) -> Case:
     return Case(f"{what} {_dt(dtype)} exact {be}", run, tier=0, cost_s=cost_s)
 
 
+def draw_case(device, B, K, dtype, be, cost_s=3.0) -> Case:
+    """categorical_draw (the sampler's inverse-CDF draw): the same values as the reference, log p to rounding."""
+    what = f"categorical_draw B={B} K={K}"
+
+    def run():
+        g = torch.Generator(device=device).manual_seed(0)
+        logits = (torch.randn(B, K, generator=g, device=device, dtype=torch.float64) * 3).to(dtype)
+        u = torch.rand(B, generator=g, device=device, dtype=torch.float64)
+        v, lp = sk.categorical_draw(logits, u, 0.8, backend=be)
+        v_ref, lp_ref = sk.categorical_draw_ref(logits, u, 0.8)
+        return compare(what, be, dtype, "exact", [(v, v_ref), (lp, lp_ref, lp_ref)])
+
+    return Case(f"{what} {_dt(dtype)} exact {be}", run, tier=0, cost_s=cost_s)
+
+
 def _dt(dtype) -> str:
     return str(dtype).replace("torch.", "")
 
@@ -272,4 +287,9 @@ def cases(device: torch.device, tiny: bool) -> list[Case]:
                 return gated_case(device, B, c0, d, L, k, n, dt, be, cost)
 
             out += [make(be, "exact", 4.5) for be in (None, "triton")]
+
+    # categorical_draw: 8-bit rows at the sampler's batch sizes, a 1-bit row, 12 bits (the Triton kernel's widest)
+    for B, K in [(3, 256), (2, 2)] if tiny else [(64, 256), (1, 256), (64, 2), (16, 4096)]:
+        for dt in (F32, torch.float64):
+            out += [draw_case(device, B, K, dt, be) for be in (None, "triton")]
     return out

@@ -96,3 +96,40 @@ def test_in_place_variant_writes_what_the_function_returns(case, backend):
     with pytest.raises(ValueError, match=r"values must be a contiguous torch.int64"):
         sk.categorical_draw_(logits, u, 0.8, values[:, 0], log_p[1], backend=backend)
     torch.library.opcheck(torch.ops.spn.categorical_draw_, (logits, u, 0.8, values[1].clone(), log_p[1].clone()))
+
+
+TRITON_CASES = {k: v for k, v in CASES.items() if k != "b1000-k3"}  # the interpreter runs programs one by one
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 1e-300], ids=["t1", "t0.7", "t-tiny"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("case", TRITON_CASES.values(), ids=TRITON_CASES.keys())
+def test_triton_matches_reference(case, dtype, temperature):
+    """The Triton kernel (the interpreter here; a GPU in gpu_check): the same values, log p to rounding, in place."""
+    B, K = case
+    g = torch.Generator().manual_seed(B * K)
+    logits = (torch.randn(B, K, generator=g, dtype=torch.float64) * 3).to(dtype)
+    u = torch.rand(B, generator=g, dtype=torch.float64)
+    v_ref, lp_ref = sk.categorical_draw_ref(logits, u, temperature)
+    v, lp = sk.categorical_draw(logits, u, temperature, backend="triton")
+    assert torch.equal(v, v_ref)
+    torch.testing.assert_close(lp, lp_ref, rtol=1e-13, atol=1e-13)
+    vs, lps = torch.zeros(B, dtype=torch.int64), torch.zeros(B, dtype=torch.float64)
+    sk.categorical_draw_(logits.t().contiguous().t(), u, temperature, vs, lps, backend="triton")  # column-major
+    assert torch.equal(vs, v_ref)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")  # the interpreter's numpy on -inf - -inf
+def test_triton_rows_with_no_distribution():
+    logits = torch.tensor([[0.0, float("nan"), 1.0], [float("inf"), 0.0, 0.0], [float("-inf")] * 3, [0.0, 1.0, 2.0]])
+    v, lp = sk.categorical_draw(logits, torch.full((4,), 0.5, dtype=torch.float64), 1.0, backend="triton")
+    assert (
+        lp[:3].isnan().all()
+        and lp[3].isfinite()
+        and v[3] == sk.categorical_draw_ref(logits[3:], torch.full((1,), 0.5, dtype=torch.float64), 1.0)[0][0]
+    )
+
+
+def test_triton_refuses_rows_wider_than_its_block():
+    with pytest.raises(ValueError, match="at most 4096 values, got K = 8192"):
+        sk.categorical_draw(torch.zeros(1, 8192), torch.zeros(1, dtype=torch.float64), 1.0, backend="triton")

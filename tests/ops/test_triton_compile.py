@@ -46,6 +46,7 @@ def _precisions(dtype):
 def _cases():
     """(name, thunk) pairs; each thunk returns the Launch objects of one plan, built on meta tensors."""
     from spn_kernels import _triton_slices
+    from spn_kernels.ops.categorical_draw import triton as draw
     from spn_kernels.ops.gated_step import triton as gated
     from spn_kernels.ops.masked_conv2d import triton as conv
     from spn_kernels.ops.masked_conv2d_step import triton as step
@@ -202,6 +203,12 @@ def _cases():
                     lambda a=(h_in, row_term, w_h, w_out, b_out), c=cfg: gated.plan(*a, 3, 4, c)[0],
                 )
             )
+    # categorical_draw: row blocks from 16 to MAX_K (K = 2, 256, MAX_K), float32 and float64 logits
+    for dtype in (torch.float32, torch.float64):
+        for K in (2, 256, draw.MAX_K):
+            lg, u = t(64, K, dtype=dtype), t(64, dtype=torch.float64)
+            v, lp = t(64, dtype=torch.int64), t(64, dtype=torch.float64)
+            out.append((f"draw-{dtype}-K{K}", lambda a=(lg, u, 0.7, v, lp): [draw.plan(*a)]))
     return out
 
 

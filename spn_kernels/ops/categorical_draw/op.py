@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..._backend import BACKENDS
+from ..._backend import BACKENDS, HAS_TRITON
 from .ref import categorical_draw_ref, categorical_draw_ref_
 
 
@@ -52,10 +52,24 @@ def _check_out(logits, values, log_p) -> None:
 def _check_backend(backend, device) -> None:
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend must be None or one of {BACKENDS}, got {backend!r}")
-    if backend in ("triton", "cuda"):
-        raise ValueError(f"categorical_draw has no {backend!r} kernel; use backend=None or 'torch'")
+    if backend == "cuda":
+        raise ValueError("categorical_draw has no 'cuda' kernel; use backend=None, 'triton' or 'torch'")
+    if backend == "triton" and not HAS_TRITON:
+        raise ValueError("backend='triton' needs the triton package, which is not installed")
     if backend == "cpu" and device.type != "cpu":
         raise ValueError(f"backend='cpu' needs CPU tensors, got a tensor on {device}")
+
+
+def _impl(backend, device, K: int) -> str:
+    """ "cpu" (the C++ kernel), "triton" or "torch" (the reference); backend already checked. Triton takes rows of
+    up to 4096 values (12 bits; one block of registers per row): wider ones run the reference (backend=None)."""
+    if backend == "triton" and K > 4096:
+        raise ValueError(f"categorical_draw's Triton kernel takes rows of at most 4096 values, got K = {K}")
+    if K <= 4096 and (backend == "triton" or (backend is None and device.type != "cpu" and HAS_TRITON)):
+        return "triton"
+    if device.type == "cpu" and backend != "torch":
+        return "cpu"
+    return "torch"
 
 
 def categorical_draw_(
@@ -74,7 +88,12 @@ def categorical_draw_(
         check(logits, u, temperature)
         _check_out(logits, values, log_p)
         _check_backend(backend, logits.device)
-    if logits.device.type == "cpu" and backend != "torch":
+    impl = _impl(backend, logits.device, logits.shape[-1])
+    if impl == "triton":
+        from .triton import categorical_draw_ as draw_triton_
+
+        draw_triton_(logits, u, temperature, values, log_p)
+    elif impl == "cpu":
         torch.ops.spn.categorical_draw_(logits, u, float(temperature), values, log_p)
     else:
         categorical_draw_ref_(logits, u, temperature, values, log_p)
@@ -90,10 +109,16 @@ def categorical_draw(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(int64 values [B], float64 log p [B]): one inverse-CDF draw per row of logits [B, K] with the uniforms u
     [B]; see ref.py. checked=True skips the checks (for a caller that validated its inputs once). backend: None
-    (CPU: the C++ kernel; CUDA: the reference's ops), "cpu", or "torch" (the reference)."""
+    (CPU: the C++ kernel; CUDA: the Triton kernel where Triton is installed, else the reference's ops), "cpu",
+    "triton" (on CPU tensors only under TRITON_INTERPRET=1), or "torch" (the reference)."""
     if not checked:
         check(logits, u, temperature)
         _check_backend(backend, logits.device)
-    if logits.device.type == "cpu" and backend != "torch":
+    impl = _impl(backend, logits.device, logits.shape[-1])
+    if impl == "triton":
+        from .triton import categorical_draw as draw_triton
+
+        return draw_triton(logits, u, temperature)
+    if impl == "cpu":
         return torch.ops.spn.categorical_draw(logits, u, float(temperature))
     return categorical_draw_ref(logits, u, temperature)
