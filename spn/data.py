@@ -432,14 +432,16 @@ class ArrayImages(Dataset):
         return _hwc_to_tensor(_resize_square(img[y : y + side, x : x + side], self.size))
 
 
-def _load_cifar(root: Path, split: str) -> np.ndarray:
+def _load_cifar(root: Path, split: str, labels: bool = False):
+    """The CIFAR-10 python batches of a split: uint8 images [N, 32, 32, 3], and with labels=True also their int64
+    labels [N] (a batch without labels is then an error)."""
     names = [f"data_batch_{k}" for k in range(1, 6)] if split == "train" else ["test_batch"]
     warnings.warn(
         f"reading CIFAR-10 python batches from {root}: they are pickles, read with an unpickler that rebuilds only "
         "numpy arrays and plain containers",
         stacklevel=3,
     )
-    parts = []
+    parts, labs = [], []
     for n in names:
         p = root / n
         if not p.is_file():
@@ -448,9 +450,13 @@ def _load_cifar(root: Path, split: str) -> np.ndarray:
             with open(p, "rb") as f:
                 d = CifarUnpickler(f, encoding="bytes").load()
             parts.append(np.asarray(d[b"data"], dtype=np.uint8))
+            if labels:
+                labs.append(np.asarray(d[b"labels"], dtype=np.int64))
         except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ValueError(f"{p} is not a CIFAR-10 python batch: {type(e).__name__}: {e}") from e
-    return np.concatenate(parts).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+            what = "a labelled CIFAR-10 python batch" if labels else "a CIFAR-10 python batch"
+            raise ValueError(f"{p} is not {what}: {type(e).__name__}: {e}") from e
+    images = np.concatenate(parts).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return (images, np.concatenate(labs)) if labels else images
 
 
 def detect_format(path: str) -> str:

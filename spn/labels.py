@@ -16,7 +16,6 @@ A model saves its class names in its checkpoints; data labelled for it is mapped
 
 from __future__ import annotations
 
-import pickle
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from . import data as D
-from .imagefiles import CifarUnpickler, list_images
+from .imagefiles import list_images
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -113,28 +112,9 @@ def _folder(path: Path, split: str, size: int, channels: int, classes, held_out:
 
 
 def _cifar(root: Path, split: str, size: int, channels: int, classes) -> Labelled:
-    names = [f"data_batch_{k}" for k in range(1, 6)] if split == "train" else ["test_batch"]
-    warnings.warn(
-        f"reading CIFAR-10 python batches from {root}: they are pickles, read with an unpickler that rebuilds only "
-        "numpy arrays and plain containers",
-        stacklevel=3,
-    )
-    images, labels = [], []
-    for n in names:
-        p = root / n
-        if not p.is_file():
-            raise FileNotFoundError(f"{p} not found (expected the CIFAR-10 python batches in {root})")
-        try:
-            with open(p, "rb") as f:
-                d = CifarUnpickler(f, encoding="bytes").load()
-            images.append(np.asarray(d[b"data"], dtype=np.uint8))
-            labels.append(np.asarray(d[b"labels"], dtype=np.int64))
-        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ValueError(f"{p} is not a labelled CIFAR-10 python batch: {type(e).__name__}: {e}") from e
-    lab = np.concatenate(labels)
+    arr, lab = D._load_cifar(root, split, labels=True)
     if lab.size and (lab.min() < 0 or lab.max() >= len(CIFAR10_CLASSES)):
         raise ValueError(f"{root}: CIFAR-10 labels must be in 0..9, got {lab.min()}..{lab.max()}")
-    arr = np.concatenate(images).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     names_, index = _class_map(CIFAR10_CLASSES, classes, str(root))
     return Labelled(D.ArrayImages(arr, size, channels), np.array([index[CIFAR10_CLASSES[k]] for k in lab]), names_)
 
