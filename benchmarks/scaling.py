@@ -280,8 +280,8 @@ def plot(rs: list[dict], path: str = "benchmarks/scaling.png") -> Path | None:
         ax.set_title(label, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{PRESET} widths on CPU, {torch.get_num_threads()} thread(s); open markers: s = 1 extrapolated (~N^2)",
-                 fontsize=10)  # fmt: skip
+    fig.suptitle(f"{PRESET} widths on CPU, {torch.get_num_threads()} thread(s); open markers: s = 1 extrapolated "
+                 "(~N^2)", fontsize=10)  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -321,8 +321,16 @@ def main() -> None:
     sizes = tuple(int(x) for x in a.sizes.split(",")) if a.sizes else ((32, 64) if a.quick else SIZES)
     repeats = 1 if a.quick else a.repeats
     load0 = os.getloadavg()
-    rs = rows(sizes, a.batch, repeats, a.s1_max, a.sample_slices, a.sample_rows, a.full_sample_max,
-              log=functools.partial(print, flush=True))
+    rs = rows(
+        sizes,
+        a.batch,
+        repeats,
+        a.s1_max,
+        a.sample_slices,
+        a.sample_rows,
+        a.full_sample_max,
+        log=functools.partial(print, flush=True),
+    )
     print(f"\nload average before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; after: {os.getloadavg()[0]:.2f}; "
           f"{a.threads} thread(s)\n")  # fmt: skip
     print(table(rs))
