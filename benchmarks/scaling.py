@@ -25,6 +25,9 @@ allocations cannot leak between settings. Per setting:
   buffers are allocated once per image or slice and reused, so the first slices reach the whole sample's peak).
 - parameters.
 
+Other jobs on the machine slow a measurement down, never up: --rounds R runs the whole sweep R times and keeps each
+setting's fastest round.
+
 s = 1 is measured up to --s1-max (default 256): above it, its training step (time and memory) and its sampling
 time are extrapolated from the largest measured s = 1 size as proportional to the pixel count N^2 (a
 convolutional network of fixed width and depth over the whole image: every layer's work and activations grow
@@ -189,22 +192,44 @@ def _child(kind: str, *args) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _best(old: dict | None, new: dict, key: str) -> dict:
+    """The measurement with the smaller `key` (time): other jobs on the machine only ever slow a run down."""
+    return new if old is None or new[key] < old[key] else old
+
+
 def rows(
     sizes=SIZES,
     batch: int = 2,
     repeats: int = 3,
     s1_max: int = 256,
-    sample_slices: int = 3,
+    sample_slices: int = 4,
     sample_rows: int = 4,
     full_max: int = 32,
+    rounds: int = 1,
     log=print,
 ) -> list[dict]:
+    """One row per (size, s). With rounds > 1 the whole sweep runs that many times, one round after another, and
+    each setting keeps its fastest round's training and sampling figures (each with its own memory figures)."""
+    todo = [(N, s) for N in sizes for s in settings(N) if not (s == 1 and N > s1_max)]
+    train: dict = {}
+    sample: dict = {}
+    for i in range(rounds):
+        for N, s in todo:
+            train[N, s] = _best(train.get((N, s)), _child("train", N, s, batch, repeats), "train_s")
+            sample[N, s] = _best(sample.get((N, s)), _child("sample", N, s, sample_slices, sample_rows, full_max),
+                                 "sample_s")  # fmt: skip
+            log(f"round {i + 1}/{rounds}: {N}x{N} s={s} train {train[N, s]['train_s']:.3g} s, "
+                f"sample {sample[N, s]['sample_s']:.3g} s, load {os.getloadavg()[0]:.2f}")  # fmt: skip
     out = []
     s1_ref = None  # the largest measured s = 1 row, for the extrapolation
     for N in sizes:
         for s in settings(N):
             r = {"image_size": N, "subscale": s, "slice_size": N // s, "batch": batch, "extrapolated": False}
-            if s == 1 and N > s1_max:
+            if (N, s) in train:
+                r.update(train[N, s], **sample[N, s])
+                if s == 1:
+                    s1_ref = r
+            else:
                 if s1_ref is None:
                     raise ValueError(f"s = 1 at {N}x{N} needs a measured s = 1 row first (--s1-max {s1_max})")
                 f = (N / s1_ref["image_size"]) ** 2
@@ -217,13 +242,6 @@ def rows(
                     sample_peak_mib=s1_ref["sample_peak_mib"] * f,
                     params=_child("params", N, s)["params"],
                 )
-            else:
-                r.update(_child("train", N, s, batch, repeats))
-                r.update(_child("sample", N, s, sample_slices, sample_rows, full_max))
-                if s == 1:
-                    s1_ref = r
-            r["load"] = os.getloadavg()[0]
-            log(json.dumps(r))
             out.append(r)
     return out
 
@@ -295,10 +313,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2, help="training batch")
     ap.add_argument("--repeats", type=int, default=3, help="timed training steps after the first")
     ap.add_argument("--s1-max", type=int, default=256, help="largest size at which s = 1 is measured")
-    ap.add_argument("--sample-slices", type=int, default=3, help="whole slices sampled where slices are <= 32x32")
+    ap.add_argument("--sample-slices", type=int, default=4, help="whole slices sampled where slices are <= 32x32")
     ap.add_argument("--sample-rows", type=int, default=4, help="rows of slice 0 sampled where slices are larger")
     ap.add_argument("--full-sample-max", type=int, default=32, help="also time a full sample up to this size")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (every child too)")
+    ap.add_argument("--rounds", type=int, default=1, help="run the sweep this many times, keep each setting's fastest")
     ap.add_argument("--out", default=None, metavar="JSON", help="write the rows here")
     ap.add_argument("--plot", default="benchmarks/scaling.png", help="PNG path ('' for none)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -329,6 +348,7 @@ def main() -> None:
         a.sample_slices,
         a.sample_rows,
         a.full_sample_max,
+        a.rounds,
         log=functools.partial(print, flush=True),
     )
     print(f"\nload average before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; after: {os.getloadavg()[0]:.2f}; "
