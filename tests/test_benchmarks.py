@@ -37,3 +37,21 @@ def test_scaling_quick_runs_and_leaves_the_tree_clean(tmp_path):
     assert [(r["image_size"], r["subscale"]) for r in rs] == [(32, 1), (32, 2)]
     assert all(r["train_s"] > 0 and r["sample_s"] > 0 and r["train_peak_mib"] > 0 for r in rs)
     assert "| 32x32 | 2 | 16x16 |" in res.stdout
+
+
+def test_subscale_quality_per_slice_bits_average_to_the_models_bits_per_dim():
+    import torch
+
+    from benchmarks.subscale_quality import default_subscales, neighbour_gaps, per_slice_bpd
+    from spn import SPN, SPNConfig
+
+    torch.manual_seed(0)
+    model = SPN(SPNConfig(image_size=8, channels=3, bits=8, subscale=2)).eval()
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    per = per_slice_bpd(model, images, batch=2)
+    with torch.no_grad():
+        whole = model.bits_per_dim(images.long()).mean().item()
+    assert len(per) == 4 and abs(sum(per) / 4 - whole) < 1e-4
+    flat = torch.full((1, 1, 4, 4), 7, dtype=torch.uint8)
+    assert neighbour_gaps(flat, (1, 2)) == {1: 0.0, 2: 0.0}
+    assert default_subscales(32) == [1, 2] and default_subscales(128) == [1, 4, 8]
