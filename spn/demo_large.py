@@ -103,6 +103,8 @@ def run_large_demo(
     n_samples: int = 4,
     force: bool = False,
 ) -> int:
+    """Trains, scores and samples the chain (see the module docstring); returns the exit status (0, or 128 + the
+    signal that stopped a stage's training, whose checkpoint is kept)."""
     t_start = time.perf_counter()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cfgs = stage_configs(size, quick)
@@ -135,6 +137,9 @@ def run_large_demo(
               f"s={cfg.subscale}{how}")  # fmt: skip
         res = train(model, train_set, None, args, log=lambda *a, **k: None)
         print(f"  {res.step} steps in {res.train_seconds:.0f} s -> {res.checkpoint}")
+        if res.interrupted is not None:
+            print(f"stopped by signal {res.interrupted} while training stage {i}")
+            return 128 + res.interrupted
         trained.append({"steps": res.step, "train_seconds": res.train_seconds, "parameters": n_params,
                         "checkpoint": str(res.checkpoint)})  # fmt: skip
         stages.append(load_checkpoint(res.checkpoint, map_location=dev))
