@@ -47,6 +47,20 @@ def _big(d: int, blocks: int, attn: int, heads: int, **kw) -> dict:
     )
 
 
+def _photo_stages(size: int) -> tuple[SPNConfig, ...]:
+    """The large-photo chain on CPU: a 3-bit 32x32 image (16x16 slices), its size upscaling to 3-bit size x size
+    with slice 0 given (s = size/32: 32x32 slices), then the depth upscaling to 8 bits given the 3 high bits (same
+    slices). Every stage has preset cpu_demo's widths and depths."""
+    net = dict(channels=3, context_channels=32, context_blocks=2, decoder_channels=32, decoder_blocks=3,
+               head_channels=32)  # fmt: skip
+    s = size // 32
+    return (
+        SPNConfig(image_size=32, bits=3, subscale=2, **net),
+        SPNConfig(image_size=size, bits=3, subscale=s, first_slice_given=True, **net),
+        SPNConfig(image_size=size, bits=8, subscale=s, cond_bits=3, **net),
+    )
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -102,6 +116,20 @@ PRESETS: dict[str, Preset] = {
                     head_channels=32,
                 ),
             ),
+            notes="no paper counterpart",
+        ),
+        Preset(
+            "cpu_photo256",
+            "photos 256x256, 8 bits: 3-bit 32x32 (s=2) -> 3-bit 256x256 (size, s=8) -> 8-bit 256x256 (depth, s=8); "
+            "32x32 slices throughout, cpu_demo's widths (`python -m spn.demo_large`)",
+            _photo_stages(256),
+            notes="no paper counterpart",
+        ),
+        Preset(
+            "cpu_photo512",
+            "photos 512x512, 8 bits: 3-bit 32x32 (s=2) -> 3-bit 512x512 (size, s=16) -> 8-bit 512x512 (depth, s=16); "
+            "32x32 slices throughout, cpu_demo's widths",
+            _photo_stages(512),
             notes="no paper counterpart",
         ),
         Preset(
