@@ -472,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "<out>/replaced-<time>/ first)")  # fmt: skip
     d.add_argument("--labels", action="store_true", help="a class-conditional demo: each training photograph is a "
                    "class; samples one row per photograph")  # fmt: skip
+    d.add_argument("--size", type=int, default=32, choices=[32, 256, 512], help="final image size; 256 and 512 "
+                   "train the three-stage size- and depth-upscaling pipeline (presets cpu_photo256/512, a third "
+                   "of --time-budget per stage); 512 needs --data")  # fmt: skip
+    d.add_argument("--data", default="photos", help="with --size 256/512: the photographs (default: the embedded "
+                   "ones; an image folder holds out its last 5%% of files)")  # fmt: skip
 
     t = sub.add_parser("train", formatter_class=fmt, help="train one SPN (or one stage of a pipeline)")
     _train_parser_flags(t)
@@ -558,6 +563,15 @@ def _run(a: argparse.Namespace) -> int:
             return cmd_eval(a)
         if a.command == "sample":
             return cmd_sample(a)
+        if a.size != 32:
+            if a.labels:
+                raise ValueError("--labels is a 32x32 demo: it does not combine with --size 256/512")
+            from .demo_large import run_large_demo
+
+            return run_large_demo(out=a.out, size=a.size, time_budget=a.time_budget, quick=a.quick, seed=a.seed,
+                                  device=a.device, data=a.data, force=a.force)  # fmt: skip
+        if a.data != "photos":
+            raise ValueError("--data is for --size 256/512; the 32x32 demo trains on the embedded photos")
         if a.labels:
             from .labeldemo import run_label_demo
 

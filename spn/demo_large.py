@@ -1,8 +1,8 @@
 """The large-image demo: train the three stages of a size- and depth-upscaling pipeline (preset cpu_photo256 or
 cpu_photo512) briefly on photographs, sample the pipeline, and score it on held-out crops, stage by stage.
 
-    python -m spn.demo_large --size 256                 # ~5 min of training on 2 CPU cores, then sampling
-    python -m spn.demo_large --size 512 --data PHOTOS/  # 512 needs photographs of at least 512x512 (see below)
+    spn demo --size 256                 # ~5 min of training on 2 CPU cores, then sampling (or python -m spn.demo_large)
+    spn demo --size 512 --data PHOTOS/  # 512 needs photographs of at least 512x512 (see below)
 
 The chain: (0) a 3-bit 32x32 image: slice 0 of the final image, trained on size x size crops strided by size/32;
 (1) the 3-bit size x size image given that slice 0 (s = size/32: 32x32 slices); (2) the 8-bit image given its 3

@@ -113,7 +113,7 @@ def sample(
 
         # advanced by a fraction of a batch after every slice: whole images shown, images/s as the rate
         label = f"sample {method}" if progress is True else f"{progress}: sample {method}"
-        fmt = "{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+        fmt = "{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"  # part images too
         bar = tqdm(total=n, unit="image", desc=label, bar_format=fmt)
     images, log_p, bad = [], [], 0
     was_training = model.training

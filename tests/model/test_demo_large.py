@@ -7,7 +7,7 @@ import shlex
 import torch
 
 from spn import configs
-from spn.demo_large import run_large_demo, train_commands
+from spn.demo_large import train_commands
 from spn.pipeline import Pipeline
 
 
@@ -32,7 +32,9 @@ def test_photo256_scores_an_image():
 
 
 def test_large_demo_quick_runs_end_to_end(tmp_path, capsys):
-    assert run_large_demo(out=str(tmp_path), quick=True, n_samples=2) == 0
+    from spn.cli import main
+
+    assert main(["demo", "--size", "256", "--quick", "--out", str(tmp_path)]) == 0  # run_large_demo, via spn demo
     r = json.loads((tmp_path / "results.json").read_text())
     held = r["bits_per_dim"]["held-out"]
     assert len(held["stages"]) == 3 and held["crops"] == 8
@@ -52,3 +54,12 @@ def test_printed_train_commands_parse():
             a = build_parser().parse_args(shlex.split(cmd)[1:])
             assert (a.preset, a.stage, a.time_budget) == (f"cpu_photo{size}", i, 100)
             assert a.subsample == (size // 32 if i == 0 else 1)
+
+
+def test_demo_size_flags_that_do_not_combine(tmp_path, capsys):
+    from spn.cli import main
+
+    assert main(["demo", "--size", "256", "--labels", "--quick", "--out", str(tmp_path / "a")]) == 2
+    assert main(["demo", "--data", "somewhere", "--quick", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "does not combine with --size" in err and "--data is for --size 256/512" in err
