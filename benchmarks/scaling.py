@@ -49,6 +49,8 @@ from pathlib import Path
 
 import torch
 
+from .memory import _kib  # a field of /proc/self/status, in KiB
+
 SIZES = (32, 64, 128, 256, 512, 1024)
 SLICE_SIZES = (16, 32)
 PRESET = "cpu_demo"
@@ -66,14 +68,6 @@ def settings(image_size: int) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------ memory (child side)
-def _kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def _reset_peak() -> None:
     """Resets VmHWM to the current RSS (Linux: writing 5 to clear_refs)."""
     with open("/proc/self/clear_refs", "w") as f:
