@@ -1,5 +1,5 @@
-"""gated_step: the C++ kernel against the reference (float64 and float32, the 2x-reference rule), the cache it
-leaves, the input checks, the registration (opcheck), and the decoder's fused step against its forward pass."""
+"""gated_step: the C++ and Triton kernels against the reference (float64 and float32, the 2x-reference rule), the
+cache they leave, the input checks, the registration (opcheck), and the decoder's fused step against forward."""
 
 from __future__ import annotations
 
@@ -41,20 +41,21 @@ def clone(args):
     return tuple([t.clone() for t in lst] for lst in args)
 
 
+@pytest.mark.parametrize("backend", ["cpu", "triton"], ids=["cpp", "triton"])  # triton: the interpreter here
 @pytest.mark.parametrize("pos", POSITIONS, ids=["0-0", "2-0", "1-2", "last"])
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_kernel_matches_reference(case, pos):
+def test_kernel_matches_reference(case, pos, backend):
     n = case[-1]
     row, col = (min(v, n - 1) if v >= 0 else n - 1 for v in pos)
     a64 = make_args(case, torch.float64)
     out64 = sk.gated_step_ref(*(c := clone(a64)), row, col)
-    got64 = sk.gated_step(*(k := clone(a64)), row, col, backend="cpu")
+    got64 = sk.gated_step(*(k := clone(a64)), row, col, backend=backend)
     torch.testing.assert_close(got64, out64, rtol=1e-12, atol=1e-12)
     for x, y in zip(k[0], c[0]):  # the cache writes: the blocks' outputs at the position
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
     a32 = tuple([t.float() for t in lst] for lst in a64)
     ref32 = sk.gated_step_ref(*clone(a32), row, col)
-    got32 = sk.gated_step(*clone(a32), row, col, backend="cpu")
+    got32 = sk.gated_step(*clone(a32), row, col, backend=backend)
     assert_close_to_ref(got32, ref32, out64)
 
 
@@ -118,22 +119,3 @@ def test_decoder_fused_step_equals_forward(dtype, backend):
                 else:
                     assert_close_to_ref(got, full[:, :, r, c], full64[:, :, r, c])
                 model.decoder.write(cache, x[:, :, r, c].to(dtype), r, c)
-
-
-@pytest.mark.parametrize("pos", POSITIONS, ids=["0-0", "2-0", "1-2", "last"])
-@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_triton_matches_reference(case, pos):
-    """The Triton kernel (the interpreter here, a GPU in gpu_check) against the reference: float64 to rounding,
-    float32 within the 2x-reference rule, and the cache writes."""
-    n = case[-1]
-    row, col = (min(v, n - 1) if v >= 0 else n - 1 for v in pos)
-    a64 = make_args(case, torch.float64)
-    out64 = sk.gated_step_ref(*(c := clone(a64)), row, col)
-    got64 = sk.gated_step(*(k := clone(a64)), row, col, backend="triton")
-    torch.testing.assert_close(got64, out64, rtol=1e-12, atol=1e-12)
-    for x, y in zip(k[0], c[0]):
-        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
-    a32 = tuple([t.float() for t in lst] for lst in a64)
-    ref32 = sk.gated_step_ref(*clone(a32), row, col)
-    got32 = sk.gated_step(*clone(a32), row, col, backend="triton")
-    assert_close_to_ref(got32, ref32, out64)
