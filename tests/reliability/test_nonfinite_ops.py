@@ -27,6 +27,11 @@ CASES = {
 }  # fmt: skip
 CASES["b1-66to66-6x7-k3-A-g3"] = (1, 66, 66, 6, 7, 3, "A", 3, "blocked")
 CASES["b1-64to64-5x6-k5-B"] = (1, 64, 64, 5, 6, 5, "B", 1, "blocked")
+# more input than output channels: the C++ kernel tests its (smaller) result after the fast path rather than x
+# before it, and in the backward grad_out before rather than grad_x after
+CASES["b2-9to6-6x7-k3-B-g3"] = (2, 9, 6, 6, 7, 3, "B", 3, "blocked")
+CASES["b1-7to3-5x9-1x5-A-g3i"] = (1, 7, 3, 5, 9, (1, 5), "A", 3, "interleaved")
+CASES["b1-96to48-5x6-k3-A"] = (1, 96, 48, 5, 6, 3, "A", 1, "blocked")
 VALUES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 # the Triton interpreter computes tl.dot with numpy, which warns about the NaN it is given on purpose
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
