@@ -122,6 +122,31 @@ def test_reads_the_weights_as_they_are_and_resets():
     assert not torch.allclose(first, inc.step(0, 1))
 
 
+def test_batchnorm_folded_into_the_convolution_follows_its_changes():
+    """A BatchNorm right after a convolution is computed by it (folded into its weight and bias): changes to the
+    statistics, the BatchNorm's parameters and the convolution's bias are all seen at the next step."""
+    model = nn.Sequential(sk.MaskedConv2d(1, 3, 3, mask_type="A"), nn.BatchNorm2d(3), nn.ReLU()).double().eval()
+    x = torch.rand(2, 1, 3, 4, dtype=torch.float64)
+    inc = sk.incremental(model, x)
+    x0 = torch.zeros_like(x)
+    x0[:, :, 0, 0] = x[:, :, 0, 0]
+    changes = [
+        lambda: None,
+        lambda: model[1].running_mean.add_(0.5),
+        lambda: model[1].running_var.mul_(3),
+        lambda: model[1].weight.mul_(-2),
+        lambda: model[1].bias.add_(1),
+        lambda: model[0].bias.add_(-1),
+    ]
+    for change in changes:
+        with torch.no_grad():
+            change()
+        inc.reset()
+        inc.write(x[:, :, 0, 0], 0, 0)
+        torch.testing.assert_close(inc.step(0, 1), model(x0)[..., 0, 1], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(inc.step(1, 2), model(x0)[..., 1, 2], rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize(
     "model, match",
     [
