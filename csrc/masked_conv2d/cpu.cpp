@@ -17,7 +17,8 @@
 //
 // Few channels are the exception: there the padded copies and oneDNN's slower non-square kernels cost more than
 // the taps the box saves, and the masked box embedded in a centred kernel (oneDNN's own zero padding, no copy)
-// is faster; see choose_dense.
+// is faster. A lone centre row cut after the centre ((1, k) "B") runs as the box with oneDNN's symmetric padding
+// and a crop of its output instead (one copy each way rather than three); see Plan and choose.
 //
 // Backward of the box convolution:
 //   grad_x: the adjoint of a shifted convolution is the opposite shift: the convolution of grad_out padded
@@ -28,9 +29,10 @@
 //   grad_b: grad_out summed over (B, H, W).
 // The dense path gets grad_x and grad_w from one at::convolution_backward, as F.conv2d's autograd does.
 //
-// Non-finite inputs (the spec: ref.py). Both paths multiply some masked taps by zero weights, and NaN * 0 is
+// Non-finite inputs (the spec: ref.py). Most plans multiply some masked taps by zero weights, and NaN * 0 is
 // NaN: a NaN at a pixel an output may not see would reach it. So a non-finite x (forward) or grad_out (grad_x)
-// takes an exact path instead: the kept taps split into boxes that the mask keeps whole (the rows above the
+// takes an exact path instead (plans that multiply no masked tap need neither the test nor the exact path:
+// Plan::exact): the kept taps split into boxes that the mask keeps whole (the rows above the
 // centre row; the centre row left of the centre; the centre tap, once per output colour group over the input
 // channels it keeps), each its own convolution, summed. Whether a tensor is finite is one pass over its bits
 // (all_finite): far cheaper than the convolution (benchmarks/RESULTS.md). grad_w needs no exact path: at a kept
@@ -105,32 +107,50 @@ constexpr int64_t kZeroArr[2] = {0, 0};
 const at::IntArrayRef kOnes(kOneArr);
 const at::IntArrayRef kZeros(kZeroArr);
 
-// How one call runs: the kept taps (TapBox) and which of the two convolutions computes them.
+// How one call runs: the kept taps (TapBox) and which of three convolutions computes them.
 //   box:   the weight cut to its TapBox, over the input padded (or cropped) so that the box's taps land on the
 //          right pixels: no masked multiply-adds beyond the centre row's, one padded copy of the input.
 //   dense: the masked box embedded in the smallest kernel centred on the output pixel, with oneDNN's own zero
 //          padding: no copies, but the embedding's zero taps are multiplied (up to 2x at k x k).
-// dense wins where the copies cost more than the extra taps (few channels); see choose_dense.
+//   row:   a lone centre row cut after the centre ((1, k) "B", k // 2 + 1 taps) with oneDNN's symmetric padding
+//          k // 2: the output is k // 2 columns too wide and its first W columns are the result (one crop copy);
+//          its backward pads grad_out by those columns and gets grad_x and grad_w from one oneDNN call.
+// dense wins where the copies cost more than the extra taps (few channels); see choose.
+enum class Kind { Box, Dense, Row };
+
 struct Plan {
   TapBox t;
   int64_t top, bottom, left, right;  // box: the input padding
   int64_t mh, mw;                    // dense: the centred kernel is (2 mh + 1) x (2 mw + 1), padding (mh, mw)
-  bool dense;
+  Kind kind;
+  bool exact;  // the convolution multiplies no masked tap: exact for any input, no finiteness test
 };
+
+// Whether the box multiplies no masked tap: true for "V" and the rows strictly above (every tap of the box
+// kept) and for a lone centre row without colour groups (cut at the centre); false where the box holds the
+// centre row's masked right half (square "A"/"B") or a centre tap masked per colour group.
+bool box_is_exact(const TapBox& t, int64_t groups) {
+  return !t.masked_centre || (t.n_rows == 1 && groups == 1);
+}
 
 // Measured on the presets' shapes (benchmarks/bench_masked_conv2d.py, benchmarks/RESULTS.md; one core, 2026-12):
 // - square and vertical-stack kernels with few channels (C_in * C_out < 4096, e.g. the CPU presets' 32 -> 64):
 //   the dense kernel wins (8 x 8, 32 -> 64, k = 5: dense 4.6 ms vs box 8.8 ms per forward+backward: oneDNN runs
 //   the 3 x 5 box far below its 5 x 5 rate); with many channels the box's third fewer taps win (256 -> 512,
 //   16 x 16, k = 3: box 114 ms vs dense 154 ms);
-// - a lone centre row cut left of the centre ((1, k) "A" without colour groups: k // 2 of k taps) runs the box
-//   from k = 5 on ((1, 7) "A", 16 x 32 x 28 x 28: box 5.6 ms vs dense 7.5 ms). Cut after the centre ("B",
-//   k // 2 + 1 taps) the box does not pay ((1, 7) "B": box 4.8 ms vs dense 4.7 ms; the k // 2 box plus a 1 x 1
-//   centre convolution: 7.0 ms), nor at k = 3 (the 1 x 1 box of "A": 5.3 ms vs dense 3.3 ms; a shifted at::matmul
-//   instead: 3.9 ms).
-bool choose_dense(const at::Tensor& weight, const TapBox& t) {
-  if (t.n_rows == 1) return weight.size(3) < 5 || 2 * t.n_cols > weight.size(3);
-  return weight.size(0) * weight.size(1) < 4096;
+// - a lone centre row without colour groups runs exact, with no finiteness test and no masked tap: "A" (k // 2
+//   taps) as the box, "B" as the row (forward + backward against nn.Conv2d's own (1, k), 16 x 32 x 28 x 28:
+//   (1, 7) "B" row 0.86x, box 0.93x; (1, 3) "B" row 1.00x, box 1.12x; (1, 7) "A" box 0.85x; (1, 3) "A" box
+//   0.95x; the row needs a box wider than its padding: oneDNN's padding of k // 2 around the k // 2 taps of
+//   "A" ran 1.7x slower);
+// - with colour groups the centre tap is masked per channel pair and every kind needs the test; there the row
+//   cut left of the centre ((1, k) "A", k // 2 of k taps) runs the box from k = 5 on ((1, 7) "A": box 5.6 ms vs
+//   dense 7.5 ms), otherwise the dense kernel.
+Kind choose(const at::Tensor& weight, const TapBox& t, int64_t groups) {
+  const int64_t kw = weight.size(3);
+  if (t.n_rows == 1 && t.masked_centre && groups == 1 && kw >= 3) return t.n_cols > kw / 2 ? Kind::Row : Kind::Box;
+  if (t.n_rows == 1) return kw < 5 || 2 * t.n_cols > kw ? Kind::Dense : Kind::Box;
+  return weight.size(0) * weight.size(1) < 4096 ? Kind::Dense : Kind::Box;
 }
 
 Plan make_plan(const at::Tensor& x, const at::Tensor& weight, MaskType mt, int64_t groups, const char* op) {
@@ -143,7 +163,10 @@ Plan make_plan(const at::Tensor& x, const at::Tensor& weight, MaskType mt, int64
   pl.right = pl.t.n_cols - 1 - p;
   pl.mh = std::max<int64_t>(pl.top, pl.t.dy0 + pl.t.n_rows - 1);
   pl.mw = std::max<int64_t>(p, pl.t.n_cols - 1 - p);
-  pl.dense = choose_dense(weight, pl.t);
+  pl.kind = choose(weight, pl.t, groups);
+  // the dense kernel is exact where the box fills it (a (1, k) "V" row: nn.Conv2d's own kernel)
+  const bool fills = pl.t.n_rows == 2 * pl.mh + 1 && pl.t.n_cols == 2 * pl.mw + 1;
+  pl.exact = box_is_exact(pl.t, groups) && (pl.kind != Kind::Dense || fills);
   return pl;
 }
 
@@ -218,13 +241,17 @@ at::Tensor masked_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, cons
     if (bias.has_value()) out.add_(bias->view({1, -1, 1, 1}));
     return out;
   };
-  const bool test_out = weight.size(0) < weight.size(1);  // test the smaller tensor (file comment)
-  if (!test_out && !all_finite(x)) return exact();
+  const bool test_out = !pl.exact && weight.size(0) < weight.size(1);  // test the smaller tensor (file comment)
+  if (!pl.exact && !test_out && !all_finite(x)) return exact();
   at::Tensor out;
-  if (pl.dense) {
+  if (pl.kind == Kind::Dense) {
     const int64_t pad[2] = {pl.mh, pl.mw};
     const at::Tensor wd = masked_copy(weight, pl.t, kw, 2 * pl.mh + 1, kw, mt, color_groups, cl);
     out = at::conv2d(x, wd, bias, kOnes, at::IntArrayRef(pad)).contiguous();
+  } else if (pl.kind == Kind::Row) {
+    const int64_t pad[2] = {0, kw / 2};
+    const at::Tensor box = masked_copy(weight, pl.t, kw, 1, pl.t.n_cols, mt, color_groups, cl);
+    out = at::conv2d(x, box, bias, kOnes, at::IntArrayRef(pad)).narrow(3, 0, x.size(3)).contiguous();
   } else {
     const at::Tensor box = masked_copy(weight, pl.t, kw, pl.t.n_rows, pl.t.n_cols, mt, color_groups, cl);
     const at::Tensor xp = pad_zero(x.contiguous(), pl.top, pl.bottom, pl.left, pl.right);
@@ -254,18 +281,32 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
   at::Tensor empty = at::empty({0}, grad_out.options());
   const bool need_x = output_mask[0], need_w = output_mask[1];
   bool need_x_done = false;
-  const bool test_gx = weight.size(1) < weight.size(0);  // test the smaller tensor: grad_x, after the fact
+  // the smaller tensor is tested: grad_x after the fact, or grad_out before (file comment)
+  const bool test_gx = !pl.exact && weight.size(1) < weight.size(0);
   if ((need_x || need_w) && pl.t.n_rows * pl.t.n_cols == 0) {
     if (need_x) gx = at::zeros_like(x, at::MemoryFormat::Contiguous);
     if (need_w) gw = at::zeros_like(weight, at::MemoryFormat::Contiguous);
   } else if (need_x || need_w) {
     const int64_t kh = weight.size(2), kw = weight.size(3);
     // the exact grad_x where grad_out is not finite (file comment); grad_w below as usual
-    if (need_x && !test_gx && !all_finite(gy)) {
+    if (need_x && !pl.exact && !test_gx && !all_finite(gy)) {
       gx = exact_conv(gy, weight, pl.t, mt, color_groups, cl, /*adjoint=*/true);
       need_x_done = true;
     }
-    if (pl.dense) {
+    if (pl.kind == Kind::Row) {
+      // grad_out padded by the forward's extra columns (zeros: they were cropped), then one oneDNN call
+      const at::Tensor box = masked_copy(weight, pl.t, kw, 1, pl.t.n_cols, mt, color_groups, cl);
+      const int64_t pad[2] = {0, kw / 2};
+      const at::Tensor gyp = pad_zero(gy, 0, 0, 0, kw / 2);
+      const int64_t bias_size[1] = {weight.size(0)};
+      const bool need_b = output_mask[2];
+      auto grads = at::convolution_backward(gyp, x.contiguous(), box, at::OptionalIntArrayRef(at::IntArrayRef(bias_size)),
+                                            kOnes, at::IntArrayRef(pad), kOnes, /*transposed=*/false, kZeros,
+                                            /*groups=*/1, {need_x && !need_x_done, need_w, need_b});
+      if (need_x && !need_x_done) gx = std::get<0>(grads).contiguous();
+      if (need_b) gb = std::get<2>(grads);  // the padding is zeros: the sum of grad_out
+      if (need_w) gw = masked_copy(std::get<1>(grads), pl.t, kw, kh, kw, mt, color_groups, cl);
+    } else if (pl.kind == Kind::Dense) {
       // one oneDNN call for all gradients, as autograd's F.conv2d backward makes
       const at::Tensor wd = masked_copy(weight, pl.t, kw, 2 * pl.mh + 1, kw, mt, color_groups, cl);
       const int64_t pad[2] = {pl.mh, pl.mw};
@@ -290,10 +331,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
       }
       if (need_w) {
         const at::Tensor xp = pad_zero(x.contiguous(), pl.top, pl.bottom, pl.left, pl.right);
-        const at::Tensor gw_box = std::get<1>(at::convolution_backward(gy, xp, box, std::nullopt, kOnes, kZeros,
-                                                                       kOnes, /*transposed=*/false, kZeros,
-                                                                       /*groups=*/1, {false, true, false}));
-        gw = masked_copy(gw_box, pl.t, kw, kh, kw, mt, color_groups, cl);  // zero outside the kept taps
+        const int64_t bias_size[1] = {weight.size(0)};
+        const bool need_b = output_mask[2];
+        auto grads = at::convolution_backward(gy, xp, box, at::OptionalIntArrayRef(at::IntArrayRef(bias_size)), kOnes,
+                                              kZeros, kOnes, /*transposed=*/false, kZeros, /*groups=*/1,
+                                              {false, true, need_b});
+        gw = masked_copy(std::get<1>(grads), pl.t, kw, kh, kw, mt, color_groups, cl);  // zero outside the kept taps
+        if (need_b) gb = std::get<2>(grads);
       }
     }
   }

@@ -32,6 +32,11 @@ CASES["b1-64to64-5x6-k5-B"] = (1, 64, 64, 5, 6, 5, "B", 1, "blocked")
 CASES["b2-9to6-6x7-k3-B-g3"] = (2, 9, 6, 6, 7, 3, "B", 3, "blocked")
 CASES["b1-7to3-5x9-1x5-A-g3i"] = (1, 7, 3, 5, 9, (1, 5), "A", 3, "interleaved")
 CASES["b1-96to48-5x6-k3-A"] = (1, 96, 48, 5, 6, 3, "A", 1, "blocked")
+# kernels that multiply no masked tap (the C++ kernel runs them untested): rows "B" and "V", k = 1 "B"
+CASES["b2-4to5-5x8-1x5-B"] = (2, 4, 5, 5, 8, (1, 5), "B", 1, "blocked")
+CASES["b1-5to3-4x7-1x3-B"] = (1, 5, 3, 4, 7, (1, 3), "B", 1, "blocked")
+CASES["b1-3to4-4x6-1x3-V"] = (1, 3, 4, 4, 6, (1, 3), "V", 1, "blocked")
+CASES["b1-3to4-3x5-k1-B"] = (1, 3, 4, 3, 5, 1, "B", 1, "blocked")
 VALUES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 # the Triton interpreter computes tl.dot with numpy, which warns about the NaN it is given on purpose
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
