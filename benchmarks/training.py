@@ -98,9 +98,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer timing rounds")
     ap.add_argument("--preset", default="cpu_demo", help="comma-separated preset names (spn.configs) or demo-recipe")
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--tune-malloc", action="store_true", help="the allocator settings `spn train` uses")
     args = ap.parse_args()
     import os
 
+    if args.tune_malloc:
+        from spn.cli import tune_malloc
+
+        print(f"tune_malloc: {tune_malloc()}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load {os.getloadavg()[0]:.2f}")
     rs = [r for p in args.preset.split(",") for r in rows(p.strip(), args.batch, rounds=3 if args.quick else 7)]
     print(table(rs))

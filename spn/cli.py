@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import dataclasses
 import json
 import math
@@ -534,8 +535,25 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     if a.command == "train":
         a.given = _given(argv[argv.index("train") + 1 :])
+    if a.command in ("train", "demo"):
+        tune_malloc()
     with flush_denormal(a.command in ("train", "demo")):
         return _run(a)
+
+
+def tune_malloc() -> bool:
+    """Keeps freed memory in this process's heap rather than returning it to the OS (glibc only; elsewhere a
+    no-op that returns False). Why: a training step frees and reallocates the same activation-sized buffers; with
+    glibc's defaults, buffers above its mmap threshold, and heap tops above its trim threshold, go back to the
+    OS and fault in again on the next step (160,000 page faults in 4 s of cpu_demo steps; half that with both
+    thresholds raised, and the step a few percent faster and steadier: benchmarks/RESULTS.md). Process-wide and
+    not undone: the `spn` command sets it for train and demo; the cost is that the heap stays at its peak size."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
 @contextlib.contextmanager

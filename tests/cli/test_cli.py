@@ -200,6 +200,15 @@ def test_demo_recipe_as_a_train_command():
     assert sorted(a.set or []) == sorted(f"{k}={v}" for k, v in RECIPE.config)
 
 
+def test_tune_malloc_takes_on_glibc():
+    import platform
+
+    from spn.cli import tune_malloc
+
+    # glibc accepts both thresholds (mallopt returns 1); elsewhere nothing is changed and it says so
+    assert tune_malloc() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
 def test_flush_denormal_is_scoped():
     from spn.cli import flush_denormal
 
