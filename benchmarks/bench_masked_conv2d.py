@@ -1,7 +1,7 @@
 """masked_conv2d on every backend (pytest-benchmark: [16, 128, 32, 32] float32, a 5 x 5 kernel, mask "B"), and,
 run as a script, the C++ CPU kernel's forward+backward against F.conv2d side by side:
 
-    OMP_NUM_THREADS=1 taskset -c 1 python -m benchmarks.bench_masked_conv2d [--quick]
+    OMP_NUM_THREADS=1 taskset -c 1 python -m benchmarks.bench_masked_conv2d [--quick] [--tune-malloc]
 
 Rows:
 - (1, k) centre rows, batch 16, 32 -> 32 channels, 28 x 28: against nn.Conv2d on the same (1, k) kernel
@@ -104,7 +104,12 @@ def preset_shapes(quick: bool) -> list[tuple]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="CPU presets only, fewer rounds")
+    ap.add_argument("--tune-malloc", action="store_true", help="the allocator settings `spn train` uses")
     args = ap.parse_args()
+    if args.tune_malloc:
+        from spn.cli import tune_malloc
+
+        print(f"tune_malloc: {tune_malloc()}")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     gen = torch.Generator().manual_seed(0)
     rounds, budget_ms = (7, 20) if args.quick else (21, 60)

@@ -4,6 +4,7 @@ same model with backend="torch" (pure-PyTorch references), timed side by side in
     python -m benchmarks.training            # the CPU preset `cpu_demo`, batch 16
     python -m benchmarks.training --quick    # fewer rounds
     python -m benchmarks.training --preset cpu_demo,cpu_tiny,demo-recipe --batch 32   # one row per model
+    python -m benchmarks.training --preset cpu_pipeline --batch 32   # one row per stage of a pipeline
 
 "demo-recipe" is the model `spn demo` trains (spn.demo.RECIPE: cpu_demo with its overrides).
 
@@ -48,13 +49,24 @@ def rows(
     rounds: int = 7,
     **overrides,
 ) -> list[dict]:
-    """ms/step and images/s of backend=None (the kernels) and backend="torch", with identical weights/data."""
+    """ms/step and images/s of backend=None (the kernels) and backend="torch", with identical weights/data: one
+    row, or one per stage of a pipeline preset (labelled preset[stage])."""
     if preset == "demo-recipe":
         from spn.demo import RECIPE
 
         cfg = dataclasses.replace(RECIPE.model_config(), **overrides)
     else:
         cfg = configs.get(preset, **overrides)
+    if isinstance(cfg, list):
+        return [
+            r
+            for i, stage in enumerate(cfg)
+            for r in _rows(f"{preset}[{i}]", stage, batch, slices_per_step, device, autocast, rounds)
+        ]
+    return _rows(preset, cfg, batch, slices_per_step, device, autocast, rounds)
+
+
+def _rows(preset, cfg, batch, slices_per_step, device, autocast, rounds) -> list[dict]:
     torch.manual_seed(0)
     fast = SPN(dataclasses.replace(cfg, backend=None)).to(device)
     ref = SPN(dataclasses.replace(cfg, backend="torch")).to(device)
