@@ -17,8 +17,9 @@
 //
 // Few channels are the exception: there the padded copies and oneDNN's slower non-square kernels cost more than
 // the taps the box saves, and the masked box embedded in a centred kernel (oneDNN's own zero padding, no copy)
-// is faster. A lone centre row cut after the centre ((1, k) "B") runs as the box with oneDNN's symmetric padding
-// and a crop of its output instead (one copy each way rather than three); see Plan and choose.
+// is faster. From about a thousand channel pairs, and for a lone centre row cut after the centre ((1, k) "B"),
+// the box runs with oneDNN's symmetric padding and a crop of its output instead (one copy each way rather than
+// three); see Plan and choose.
 //
 // Backward of the box convolution:
 //   grad_x: the adjoint of a shifted convolution is the opposite shift: the convolution of grad_out padded
@@ -112,15 +113,17 @@ const at::IntArrayRef kZeros(kZeroArr);
 //          right pixels: no masked multiply-adds beyond the centre row's, one padded copy of the input.
 //   dense: the masked box embedded in the smallest kernel centred on the output pixel, with oneDNN's own zero
 //          padding: no copies, but the embedding's zero taps are multiplied (up to 2x at k x k).
-//   row:   a lone centre row cut after the centre ((1, k) "B", k // 2 + 1 taps) with oneDNN's symmetric padding
-//          k // 2: the output is k // 2 columns too wide and its first W columns are the result (one crop copy);
-//          its backward pads grad_out by those columns and gets grad_x and grad_w from one oneDNN call.
-// dense wins where the copies cost more than the extra taps (few channels); see choose.
-enum class Kind { Box, Dense, Row };
+//   crop:  the box with oneDNN's own symmetric padding (the box's offsets above and left of the output pixel):
+//          the output is too tall and wide by the rows and columns the box lacks below and right of the pixel, and
+//          its top-left H x W is the result (one crop copy); the backward pads grad_out by the same rows and
+//          columns and gets grad_x, grad_w and grad_b from one oneDNN call (one copy each way, rather than the
+//          box's three input copies).
+// See choose for which wins where.
+enum class Kind { Box, Dense, Crop };
 
 struct Plan {
   TapBox t;
-  int64_t top, bottom, left, right;  // box: the input padding
+  int64_t top, bottom, left, right;  // box: the input padding (crop: top and left are its symmetric padding)
   int64_t mh, mw;                    // dense: the centred kernel is (2 mh + 1) x (2 mw + 1), padding (mh, mw)
   Kind kind;
   bool exact;  // the convolution multiplies no masked tap: exact for any input, no finiteness test
@@ -133,24 +136,28 @@ bool box_is_exact(const TapBox& t, int64_t groups) {
   return !t.masked_centre || (t.n_rows == 1 && groups == 1);
 }
 
-// Measured on the presets' shapes (benchmarks/bench_masked_conv2d.py, benchmarks/RESULTS.md; one core, 2026-12):
-// - square and vertical-stack kernels with few channels (C_in * C_out < 4096, e.g. the CPU presets' 32 -> 64):
-//   the dense kernel wins (8 x 8, 32 -> 64, k = 5: dense 4.6 ms vs box 8.8 ms per forward+backward: oneDNN runs
-//   the 3 x 5 box far below its 5 x 5 rate); with many channels the box's third fewer taps win (256 -> 512,
-//   16 x 16, k = 3: box 114 ms vs dense 154 ms);
-// - a lone centre row without colour groups runs exact, with no finiteness test and no masked tap: "A" (k // 2
-//   taps) as the box, "B" as the row (forward + backward against nn.Conv2d's own (1, k), 16 x 32 x 28 x 28:
-//   (1, 7) "B" row 0.86x, box 0.93x; (1, 3) "B" row 1.00x, box 1.12x; (1, 7) "A" box 0.85x; (1, 3) "A" box
-//   0.95x; the row needs a box wider than its padding: oneDNN's padding of k // 2 around the k // 2 taps of
-//   "A" ran 1.7x slower);
-// - with colour groups the centre tap is masked per channel pair and every kind needs the test; there the row
-//   cut left of the centre ((1, k) "A", k // 2 of k taps) runs the box from k = 5 on ((1, 7) "A": box 5.6 ms vs
-//   dense 7.5 ms), otherwise the dense kernel.
-Kind choose(const at::Tensor& weight, const TapBox& t, int64_t groups) {
-  const int64_t kw = weight.size(3);
-  if (t.n_rows == 1 && t.masked_centre && groups == 1 && kw >= 3) return t.n_cols > kw / 2 ? Kind::Row : Kind::Box;
-  if (t.n_rows == 1) return kw < 5 || 2 * t.n_cols > kw ? Kind::Dense : Kind::Box;
-  return weight.size(0) * weight.size(1) < 4096 ? Kind::Dense : Kind::Box;
+// Measured (benchmarks/bench_masked_conv2d.py and RESULTS.md, forward + backward, one core, 2026-12):
+// - many channels (C_in * C_out >= 4096): the box's fewer taps win over the dense kernel (256 -> 512, 16 x 16,
+//   k = 3: box 114 ms vs dense 154 ms);
+// - from 1024 channel pairs the crop wins over the dense kernel (raw oneDNN calls, 30 shuffled rounds: 32 -> 64
+//   at 8 x 8, k = 3: 0.95x; at 16 x 16: 0.89x; a gated PixelCNN's (3, 5) "V" stack, 30 -> 60 at 16 x 16: 0.89x;
+//   a 7 x 7 stack's 32 -> 32 at 28 x 28: 0.78x); below (16 -> 32 at 8 x 8: 1.06x; 3 -> 64: 1.16x) the dense
+//   kernel, which needs no copy, wins. The crop needs padding smaller than the box (oneDNN ran 1.7x slower with
+//   a padding as large as the kernel);
+// - a lone centre row: "B" (k // 2 + 1 taps) as the crop ((1, 7) "B" 0.86x of nn.Conv2d's own (1, 7), (1, 3)
+//   "B" 1.00x in raw calls), "A" (k // 2 taps) as the box ((1, 7) 0.85x, (1, 3) 0.95x); without colour groups
+//   both are exact and need no finiteness test. With colour groups "A" runs the box from k = 5 on ((1, 7) "A":
+//   box 5.6 ms vs dense 7.5 ms), otherwise the dense kernel.
+Kind choose(const at::Tensor& weight, const TapBox& t, int64_t groups, int64_t top) {
+  const int64_t kw = weight.size(3), pairs = weight.size(0) * weight.size(1);
+  const bool crop_ok = top < t.n_rows && kw / 2 < t.n_cols;
+  if (t.n_rows == 1 && t.masked_centre) {
+    if (groups == 1 && kw >= 3) return crop_ok ? Kind::Crop : Kind::Box;  // "B" : "A"
+    return kw < 5 || 2 * t.n_cols > kw ? Kind::Dense : Kind::Box;
+  }
+  if (t.n_rows == 1) return Kind::Dense;  // "V": nn.Conv2d's own kernel
+  if (pairs >= 4096) return Kind::Box;
+  return pairs >= 1024 && crop_ok ? Kind::Crop : Kind::Dense;
 }
 
 Plan make_plan(const at::Tensor& x, const at::Tensor& weight, MaskType mt, int64_t groups, const char* op) {
@@ -163,7 +170,7 @@ Plan make_plan(const at::Tensor& x, const at::Tensor& weight, MaskType mt, int64
   pl.right = pl.t.n_cols - 1 - p;
   pl.mh = std::max<int64_t>(pl.top, pl.t.dy0 + pl.t.n_rows - 1);
   pl.mw = std::max<int64_t>(p, pl.t.n_cols - 1 - p);
-  pl.kind = choose(weight, pl.t, groups);
+  pl.kind = choose(weight, pl.t, groups, pl.top);
   // the dense kernel is exact where the box fills it (a (1, k) "V" row: nn.Conv2d's own kernel)
   const bool fills = pl.t.n_rows == 2 * pl.mh + 1 && pl.t.n_cols == 2 * pl.mw + 1;
   pl.exact = box_is_exact(pl.t, groups) && (pl.kind != Kind::Dense || fills);
@@ -248,10 +255,11 @@ at::Tensor masked_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, cons
     const int64_t pad[2] = {pl.mh, pl.mw};
     const at::Tensor wd = masked_copy(weight, pl.t, kw, 2 * pl.mh + 1, kw, mt, color_groups, cl);
     out = at::conv2d(x, wd, bias, kOnes, at::IntArrayRef(pad)).contiguous();
-  } else if (pl.kind == Kind::Row) {
-    const int64_t pad[2] = {0, kw / 2};
-    const at::Tensor box = masked_copy(weight, pl.t, kw, 1, pl.t.n_cols, mt, color_groups, cl);
-    out = at::conv2d(x, box, bias, kOnes, at::IntArrayRef(pad)).narrow(3, 0, x.size(3)).contiguous();
+  } else if (pl.kind == Kind::Crop) {
+    const int64_t pad[2] = {pl.top, kw / 2};
+    const at::Tensor box = masked_copy(weight, pl.t, kw, pl.t.n_rows, pl.t.n_cols, mt, color_groups, cl);
+    out = at::conv2d(x, box, bias, kOnes, at::IntArrayRef(pad)).narrow(2, 0, x.size(2)).narrow(3, 0, x.size(3));
+    out = out.contiguous();
   } else {
     const at::Tensor box = masked_copy(weight, pl.t, kw, pl.t.n_rows, pl.t.n_cols, mt, color_groups, cl);
     const at::Tensor xp = pad_zero(x.contiguous(), pl.top, pl.bottom, pl.left, pl.right);
@@ -293,11 +301,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
       gx = exact_conv(gy, weight, pl.t, mt, color_groups, cl, /*adjoint=*/true);
       need_x_done = true;
     }
-    if (pl.kind == Kind::Row) {
-      // grad_out padded by the forward's extra columns (zeros: they were cropped), then one oneDNN call
-      const at::Tensor box = masked_copy(weight, pl.t, kw, 1, pl.t.n_cols, mt, color_groups, cl);
-      const int64_t pad[2] = {0, kw / 2};
-      const at::Tensor gyp = pad_zero(gy, 0, 0, 0, kw / 2);
+    if (pl.kind == Kind::Crop) {
+      // grad_out padded by the forward's extra rows and columns (zeros: they were cropped), then one oneDNN call
+      const at::Tensor box = masked_copy(weight, pl.t, kw, pl.t.n_rows, pl.t.n_cols, mt, color_groups, cl);
+      const int64_t pad[2] = {pl.top, kw / 2};
+      const at::Tensor gyp = pad_zero(gy, 0, 2 * pl.top - pl.t.n_rows + 1, 0, 2 * (kw / 2) - pl.t.n_cols + 1);
       const int64_t bias_size[1] = {weight.size(0)};
       const bool need_b = output_mask[2];
       auto grads = at::convolution_backward(gyp, x.contiguous(), box, at::OptionalIntArrayRef(at::IntArrayRef(bias_size)),

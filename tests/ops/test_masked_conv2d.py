@@ -260,11 +260,12 @@ def test_cpu_half_precision(dtype):
     ],
     ids=["k3-A-g3", "k5-B-g3i", "3x5-V", "2x5-A", "1x5-A", "1x3-B-g3i", "k1-B"],
 )
-@pytest.mark.parametrize("channels", [(6, 9), (66, 72)], ids=["dense", "box"])
+@pytest.mark.parametrize("channels", [(6, 9), (39, 33), (66, 72)], ids=["dense", "crop", "box"])
 def test_cpu_both_paths(kernel, mt, g, lay, channels):
-    """The C++ kernel runs few-channel convolutions with the masked weight embedded in a centred kernel and
-    many-channel ones on the kept box of taps over a shifted input (csrc/masked_conv2d/cpu.cpp: choose_dense):
-    both equal the reference, forward and backward, in float64."""
+    """The C++ kernel runs few-channel convolutions with the masked weight embedded in a centred kernel, from
+    about a thousand channel pairs the kept box of taps with oneDNN's padding and a crop, and many-channel ones
+    on the box over a shifted input (csrc/masked_conv2d/cpu.cpp: choose): each equals the reference, forward and
+    backward, in float64."""
     ci, co = channels
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     x = torch.randn(2, ci, 5, 6, dtype=torch.float64)

@@ -37,6 +37,9 @@ CASES["b2-4to5-5x8-1x5-B"] = (2, 4, 5, 5, 8, (1, 5), "B", 1, "blocked")
 CASES["b1-5to3-4x7-1x3-B"] = (1, 5, 3, 4, 7, (1, 3), "B", 1, "blocked")
 CASES["b1-3to4-4x6-1x3-V"] = (1, 3, 4, 4, 6, (1, 3), "V", 1, "blocked")
 CASES["b1-3to4-3x5-k1-B"] = (1, 3, 4, 3, 5, 1, "B", 1, "blocked")
+# 1024-4095 channel pairs: the C++ kernel's crop (the box with oneDNN's padding), tested ("B") and exact ("V")
+CASES["b1-40to32-5x6-k3-B"] = (1, 40, 32, 5, 6, 3, "B", 1, "blocked")
+CASES["b1-32to36-5x6-3x5-V"] = (1, 32, 36, 5, 6, (3, 5), "V", 1, "blocked")
 VALUES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 # the Triton interpreter computes tl.dot with numpy, which warns about the NaN it is given on purpose
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
