@@ -276,7 +276,9 @@ class _NodeKinds:
                     scale, shift = _bn_scale_shift(bn[0])
                     wm = wm * scale[:, None, None, None]
                     b = shift if b is None else torch.addcmul(shift, b, scale)
-                taps = wm[:, :, tap_a, tap_b].permute(0, 2, 1).reshape(wm.shape[0], -1)
+                # [T * C_in, C_out], contiguous: addmm on it beat F.linear on [C_out, T * C_in] (8.4 against
+                # 13.3 us at 16 x 800 x 32, one thread)
+                taps = wm[:, :, tap_a, tap_b].permute(2, 1, 0).reshape(-1, wm.shape[0]).contiguous()
                 key[0], key[1] = k, (wm[:, :, a_lo : a_hi + 1, b_lo : b_hi + 1], taps, b)
             return key[1]
 
@@ -285,7 +287,8 @@ class _NodeKinds:
             if r1 - r0 == 1 and c1 - c0 == 1:
                 win = src.flat.index_select(1, index[r0 * m.W + c0])  # [B, T, C_in]
                 B = win.shape[0]
-                return F.linear(win.view(B, -1), w_taps, b).view(B, -1, 1, 1)
+                y = torch.mm(win.view(B, -1), w_taps) if b is None else torch.addmm(b, win.view(B, -1), w_taps)
+                return y.view(B, -1, 1, 1)
             win = _window_read(src.cache, r0 + tr0, r1 - 1 + tr1, c0 + tc0, c1 - 1 + tc1)
             return F.conv2d(win, wm, b, dilation=(dh, dw))
 
@@ -311,11 +314,17 @@ def _kwarg(n: fx.Node, name: str, pos: int, default):
 def _conv1x1(conv: nn.Conv2d) -> Callable[[torch.Tensor], torch.Tensor]:
     """A 1x1 nn.Conv2d on a box; one position as a matrix product (cheaper than a convolution call)."""
     params = conv._parameters
+    key, w_t = [None], [None]
 
     def fn(x):
         w, b = params["weight"], params["bias"]
         if x.shape[-2:] == (1, 1):
-            return F.linear(x.reshape(x.shape[0], -1), w.view(w.shape[0], -1), b).view(x.shape[0], -1, 1, 1)
+            k = (w.data_ptr(), w._version)
+            if key[0] != k:  # [C_in, C_out], contiguous (see _NodeKinds._masked_conv)
+                key[0], w_t[0] = k, w.view(w.shape[0], -1).t().contiguous()
+            x2 = x.reshape(x.shape[0], -1)
+            y = torch.mm(x2, w_t[0]) if b is None else torch.addmm(b, x2, w_t[0])
+            return y.view(x.shape[0], -1, 1, 1)
         return F.conv2d(x, w, b)
 
     return fn
