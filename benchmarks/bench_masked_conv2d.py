@@ -107,7 +107,7 @@ def main() -> None:
     ap.add_argument("--tune-malloc", action="store_true", help="the allocator settings `spn train` uses")
     args = ap.parse_args()
     if args.tune_malloc:
-        from spn.cli import tune_malloc
+        from spn.runtime import tune_malloc
 
         print(f"tune_malloc: {tune_malloc()}")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

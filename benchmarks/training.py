@@ -115,7 +115,7 @@ def main() -> None:
     import os
 
     if args.tune_malloc:
-        from spn.cli import tune_malloc
+        from spn.runtime import tune_malloc
 
         print(f"tune_malloc: {tune_malloc()}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load {os.getloadavg()[0]:.2f}")

@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.samples < 1:
         ap.error(f"--samples must be >= 1, got {a.samples}")
-    from .cli import flush_denormal
+    from .runtime import flush_denormal
 
     with flush_denormal():
         return run_large_demo(a.out, a.size, a.time_budget, a.quick, a.seed, a.device, a.data, a.samples, a.force)

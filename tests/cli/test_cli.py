@@ -203,14 +203,14 @@ def test_demo_recipe_as_a_train_command():
 def test_tune_malloc_takes_on_glibc():
     import platform
 
-    from spn.cli import tune_malloc
+    from spn.runtime import tune_malloc
 
     # glibc accepts both thresholds (mallopt returns 1); elsewhere nothing is changed and it says so
     assert tune_malloc() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
 
 
 def test_flush_denormal_is_scoped():
-    from spn.cli import flush_denormal
+    from spn.runtime import flush_denormal
 
     sub = torch.tensor([1e-310], dtype=torch.float64)
     assert (sub * 1.0).item() != 0.0  # torch's default: subnormals kept
