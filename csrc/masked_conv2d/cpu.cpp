@@ -255,15 +255,15 @@ at::Tensor masked_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, cons
     const int64_t pad[2] = {pl.mh, pl.mw};
     const at::Tensor wd = masked_copy(weight, pl.t, kw, 2 * pl.mh + 1, kw, mt, color_groups, cl);
     out = at::conv2d(x, wd, bias, kOnes, at::IntArrayRef(pad)).contiguous();
-  } else if (pl.kind == Kind::Crop) {
-    const int64_t pad[2] = {pl.top, kw / 2};
-    const at::Tensor box = masked_copy(weight, pl.t, kw, pl.t.n_rows, pl.t.n_cols, mt, color_groups, cl);
-    out = at::conv2d(x, box, bias, kOnes, at::IntArrayRef(pad)).narrow(2, 0, x.size(2)).narrow(3, 0, x.size(3));
-    out = out.contiguous();
   } else {
     const at::Tensor box = masked_copy(weight, pl.t, kw, pl.t.n_rows, pl.t.n_cols, mt, color_groups, cl);
-    const at::Tensor xp = pad_zero(x.contiguous(), pl.top, pl.bottom, pl.left, pl.right);
-    out = at::conv2d(xp, box, bias, kOnes, kZeros).contiguous();
+    if (pl.kind == Kind::Crop) {
+      const int64_t pad[2] = {pl.top, kw / 2};
+      out = at::conv2d(x, box, bias, kOnes, at::IntArrayRef(pad)).narrow(2, 0, x.size(2)).narrow(3, 0, x.size(3));
+    } else {
+      out = at::conv2d(pad_zero(x.contiguous(), pl.top, pl.bottom, pl.left, pl.right), box, bias, kOnes, kZeros);
+    }
+    out = out.contiguous();
   }
   return test_out && !all_finite(out) ? exact() : out;
 }
@@ -296,6 +296,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
     if (need_w) gw = at::zeros_like(weight, at::MemoryFormat::Contiguous);
   } else if (need_x || need_w) {
     const int64_t kh = weight.size(2), kw = weight.size(3);
+    const int64_t bias_size[1] = {weight.size(0)};
+    const at::OptionalIntArrayRef bias_sizes = at::IntArrayRef(bias_size);
+    const bool need_b = output_mask[2];
     // the exact grad_x where grad_out is not finite (file comment); grad_w below as usual
     if (need_x && !pl.exact && !test_gx && !all_finite(gy)) {
       gx = exact_conv(gy, weight, pl.t, mt, color_groups, cl, /*adjoint=*/true);
@@ -306,11 +309,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
       const at::Tensor box = masked_copy(weight, pl.t, kw, pl.t.n_rows, pl.t.n_cols, mt, color_groups, cl);
       const int64_t pad[2] = {pl.top, kw / 2};
       const at::Tensor gyp = pad_zero(gy, 0, 2 * pl.top - pl.t.n_rows + 1, 0, 2 * (kw / 2) - pl.t.n_cols + 1);
-      const int64_t bias_size[1] = {weight.size(0)};
-      const bool need_b = output_mask[2];
-      auto grads = at::convolution_backward(gyp, x.contiguous(), box, at::OptionalIntArrayRef(at::IntArrayRef(bias_size)),
-                                            kOnes, at::IntArrayRef(pad), kOnes, /*transposed=*/false, kZeros,
-                                            /*groups=*/1, {need_x && !need_x_done, need_w, need_b});
+      auto grads = at::convolution_backward(gyp, x.contiguous(), box, bias_sizes, kOnes, at::IntArrayRef(pad), kOnes,
+                                            /*transposed=*/false, kZeros, /*groups=*/1,
+                                            {need_x && !need_x_done, need_w, need_b});
       if (need_x && !need_x_done) gx = std::get<0>(grads).contiguous();
       if (need_b) gb = std::get<2>(grads);  // the padding is zeros: the sum of grad_out
       if (need_w) gw = masked_copy(std::get<1>(grads), pl.t, kw, kh, kw, mt, color_groups, cl);
@@ -318,12 +319,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
       // one oneDNN call for all gradients, as autograd's F.conv2d backward makes
       const at::Tensor wd = masked_copy(weight, pl.t, kw, 2 * pl.mh + 1, kw, mt, color_groups, cl);
       const int64_t pad[2] = {pl.mh, pl.mw};
-      const int64_t bias_size[1] = {weight.size(0)};
-      const bool need_b = output_mask[2];
       const bool dense_x = need_x && !need_x_done;
-      auto grads = at::convolution_backward(gy, x.contiguous(), wd, at::OptionalIntArrayRef(at::IntArrayRef(bias_size)),
-                                            kOnes, at::IntArrayRef(pad), kOnes, /*transposed=*/false, kZeros,
-                                            /*groups=*/1, {dense_x, need_w, need_b});
+      auto grads = at::convolution_backward(gy, x.contiguous(), wd, bias_sizes, kOnes, at::IntArrayRef(pad), kOnes,
+                                            /*transposed=*/false, kZeros, /*groups=*/1, {dense_x, need_w, need_b});
       if (dense_x) gx = std::get<0>(grads).contiguous();
       if (need_b) gb = std::get<2>(grads);
       // the dense kernel's rows start at the weight's row 0: mask it back to [kh, kw]
@@ -339,11 +337,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
       }
       if (need_w) {
         const at::Tensor xp = pad_zero(x.contiguous(), pl.top, pl.bottom, pl.left, pl.right);
-        const int64_t bias_size[1] = {weight.size(0)};
-        const bool need_b = output_mask[2];
-        auto grads = at::convolution_backward(gy, xp, box, at::OptionalIntArrayRef(at::IntArrayRef(bias_size)), kOnes,
-                                              kZeros, kOnes, /*transposed=*/false, kZeros, /*groups=*/1,
-                                              {false, true, need_b});
+        auto grads = at::convolution_backward(gy, xp, box, bias_sizes, kOnes, kZeros, kOnes, /*transposed=*/false,
+                                              kZeros, /*groups=*/1, {false, true, need_b});
         gw = masked_copy(std::get<1>(grads), pl.t, kw, kh, kw, mt, color_groups, cl);  // zero outside the kept taps
         if (need_b) gb = std::get<2>(grads);
       }
