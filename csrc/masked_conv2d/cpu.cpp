@@ -21,6 +21,11 @@
 // the box runs with oneDNN's symmetric padding and a crop of its output instead (one copy each way rather than
 // three); see Plan and choose.
 //
+// A lone row of kept taps without colour groups (PixelCNN's (1, k) rows, k = 1 "B") in float32/float64 is not
+// oneDNN's at all: it runs as one BLAS product per tap over the flat image, reading x in place (shift_gemm.h).
+// There the direct convolution's layout reorders dominate and it costs as much with 2 taps as with 3; the
+// products at (1, 3) "B" took 0.64x of nn.Conv2d's (1, 3) against the crop's 0.91x (benchmarks/RESULTS.md).
+//
 // Backward of the box convolution:
 //   grad_x: the adjoint of a shifted convolution is the opposite shift: the convolution of grad_out padded
 //           the other way round, with the box transposed (in <-> out) and flipped in both axes, written
@@ -37,7 +42,8 @@
 // centre row; the centre row left of the centre; the centre tap, once per output colour group over the input
 // channels it keeps), each its own convolution, summed. Whether a tensor is finite is one pass over its bits
 // (all_finite): far cheaper than the convolution (benchmarks/RESULTS.md). grad_w needs no exact path: at a kept
-// tap it is the sum over every pixel anyway, and masked_copy zeroes the masked taps without multiplying.
+// tap it is the sum over every pixel anyway, and masked_copy zeroes the masked taps without multiplying; only
+// the crop's padded grad_out meets pixels no tap reads, and a grad_w that is then not finite is the box's.
 // Which tensor is tested: the smaller of the convolution's input and its result. The fast result is wrong only
 // where a non-finite input met a masked (zero) weight, and that product is NaN, which no sum removes: so a fast
 // result that is finite everywhere is exact, and testing it after the fact is as good as testing the input
@@ -58,6 +64,7 @@
 
 #include "checks.h"
 #include "masks.h"
+#include "masked_conv2d/shift_gemm.h"
 
 namespace spn {
 namespace {
@@ -119,7 +126,9 @@ const at::IntArrayRef kZeros(kZeroArr);
 //          columns and gets grad_x, grad_w and grad_b from one oneDNN call (one copy each way, rather than the
 //          box's three input copies).
 // See choose for which wins where.
-enum class Kind { Box, Dense, Crop };
+//   shift: one BLAS product per kept tap over the flat image (shift_gemm.h), for a lone row of kept taps (a
+//          (1, k) row without colour groups, k = 1 "B") in float32/float64: no copies and no masked tap.
+enum class Kind { Box, Dense, Crop, Shift };
 
 struct Plan {
   TapBox t;
@@ -174,6 +183,12 @@ Plan make_plan(const at::Tensor& x, const at::Tensor& weight, MaskType mt, int64
   // the dense kernel is exact where the box fills it (a (1, k) "V" row: nn.Conv2d's own kernel)
   const bool fills = pl.t.n_rows == 2 * pl.mh + 1 && pl.t.n_cols == 2 * pl.mw + 1;
   pl.exact = box_is_exact(pl.t, groups) && (pl.kind != Kind::Dense || fills);
+  // a lone row of kept taps without colour groups: the shift plan (file comment)
+  if (pl.t.n_rows == 1 && pl.t.n_cols > 0 && pl.t.masked_centre && groups == 1 && have_blas(x.scalar_type()) &&
+      blas_fits(x.size(1), weight.size(0), x.size(2), x.size(3), x.size(0))) {
+    pl.kind = Kind::Shift;
+    pl.exact = true;
+  }
   return pl;
 }
 
@@ -228,6 +243,72 @@ at::Tensor exact_conv(const at::Tensor& src, const at::Tensor& weight, const Tap
   return out;
 }
 
+// The shift plan's taps (weight row 0, columns 0..n_cols-1) as flat spans over an h x w image; adjoint: the
+// opposite shifts, for grad_x.
+std::vector<ShiftSpan> shift_spans(const Plan& pl, int64_t kw, int64_t h, int64_t w, bool adjoint) {
+  std::vector<ShiftSpan> spans;
+  for (int64_t j = 0; j < pl.t.n_cols; ++j) {
+    const int64_t dy = pl.t.dy0, dx = j - kw / 2;
+    spans.push_back(adjoint ? shift_span(-dy, -dx, h, w) : shift_span(dy, dx, h, w));
+  }
+  return spans;
+}
+
+// The shift plan's weight, one [C_out, C_in] matrix per tap: [T, C_out, C_in].
+at::Tensor shift_weight(const at::Tensor& weight, const Plan& pl) {
+  return weight.select(2, 0).narrow(2, 0, pl.t.n_cols).permute({2, 0, 1}).contiguous();
+}
+
+at::Tensor shift_forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                         const Plan& pl) {
+  const at::Tensor xc = x.contiguous(), wp = shift_weight(weight, pl);
+  const int64_t batch = x.size(0), c_in = x.size(1), c_out = weight.size(0), h = x.size(2), w = x.size(3);
+  at::Tensor out = at::empty({batch, c_out, h, w}, x.options().memory_format(at::MemoryFormat::Contiguous));
+  const at::Tensor bc = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
+  const std::vector<ShiftSpan> spans = shift_spans(pl, weight.size(3), h, w, /*adjoint=*/false);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "masked_conv2d_shift", [&] {
+    shift_conv<scalar_t>(xc.const_data_ptr<scalar_t>(), wp.const_data_ptr<scalar_t>(), /*transpose_w=*/false, spans,
+                         bc.defined() ? bc.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(),
+                         batch, c_in, c_out, h * w, c_out, c_in);
+  });
+  return out;
+}
+
+// The shift plan's grad_x, and grad_w with grad_b (gb: defined when asked); false when grad_w must be recomputed
+// (shift_grad_w).
+at::Tensor shift_grad_x(const at::Tensor& gy, const at::Tensor& weight, const Plan& pl) {
+  const at::Tensor wp = shift_weight(weight, pl);
+  const int64_t batch = gy.size(0), c_in = weight.size(1), c_out = weight.size(0), h = gy.size(2), w = gy.size(3);
+  at::Tensor gx = at::empty({batch, c_in, h, w}, gy.options().memory_format(at::MemoryFormat::Contiguous));
+  const std::vector<ShiftSpan> spans = shift_spans(pl, weight.size(3), h, w, /*adjoint=*/true);
+  AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "masked_conv2d_shift_grad_x", [&] {
+    shift_conv<scalar_t>(gy.const_data_ptr<scalar_t>(), wp.const_data_ptr<scalar_t>(), /*transpose_w=*/true, spans,
+                         nullptr, gx.mutable_data_ptr<scalar_t>(), batch, c_out, c_in, h * w, c_out, c_in);
+  });
+  return gx;
+}
+
+// The shift plan's grad_w [C_out, C_in, kh, kw] and, when need_b, grad_b [C_out] (gb).
+at::Tensor shift_grad_w_b(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& weight, const Plan& pl,
+                          bool need_b, at::Tensor& gb) {
+  const at::Tensor xc = x.contiguous();
+  const int64_t batch = x.size(0), c_in = x.size(1), c_out = weight.size(0), h = x.size(2), w = x.size(3);
+  const int64_t n_taps = pl.t.n_cols;
+  at::Tensor gt = at::empty({n_taps, c_out, c_in}, weight.options());
+  if (need_b) gb = at::empty({c_out}, gy.options());
+  const std::vector<ShiftSpan> spans = shift_spans(pl, weight.size(3), h, w, /*adjoint=*/false);
+  std::vector<int64_t> dy(n_taps, pl.t.dy0), dx(n_taps);
+  for (int64_t j = 0; j < n_taps; ++j) dx[j] = j - weight.size(3) / 2;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "masked_conv2d_shift_grad_w", [&] {
+    shift_grad_w<scalar_t>(gy.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(), spans, dy, dx,
+                           gt.mutable_data_ptr<scalar_t>(), need_b ? gb.mutable_data_ptr<scalar_t>() : nullptr, batch,
+                           c_out, c_in, h, w);
+  });
+  at::Tensor gw = at::zeros_like(weight, at::MemoryFormat::Contiguous);
+  gw.select(2, 0).narrow(2, 0, n_taps).copy_(gt.permute({1, 2, 0}));
+  return gw;
+}
+
 // x [B, C_in, H, W], weight [C_out, C_in, kh, kw], bias [C_out]? -> [B, C_out, H, W]
 at::Tensor masked_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                              std::string_view mask_type, int64_t color_groups, std::string_view color_layout) {
@@ -248,6 +329,7 @@ at::Tensor masked_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, cons
     if (bias.has_value()) out.add_(bias->view({1, -1, 1, 1}));
     return out;
   };
+  if (pl.kind == Kind::Shift) return shift_forward(x, weight, bias, pl);
   const bool test_out = !pl.exact && weight.size(0) < weight.size(1);  // test the smaller tensor (file comment)
   if (!pl.exact && !test_out && !all_finite(x)) return exact();
   at::Tensor out;
@@ -304,7 +386,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
       gx = exact_conv(gy, weight, pl.t, mt, color_groups, cl, /*adjoint=*/true);
       need_x_done = true;
     }
-    if (pl.kind == Kind::Crop) {
+    // grad_w (and grad_b) of the box over the shifted input: exact for any input (no product of a padded zero)
+    auto box_grad_w = [&](const at::Tensor& box) {
+      const at::Tensor xp = pad_zero(x.contiguous(), pl.top, pl.bottom, pl.left, pl.right);
+      auto grads = at::convolution_backward(gy, xp, box, bias_sizes, kOnes, kZeros, kOnes, /*transposed=*/false,
+                                            kZeros, /*groups=*/1, {false, true, need_b});
+      gw = masked_copy(std::get<1>(grads), pl.t, kw, kh, kw, mt, color_groups, cl);  // zero outside the kept taps
+      if (need_b) gb = std::get<2>(grads);
+    };
+    if (pl.kind == Kind::Shift) {
+      if (need_x) gx = shift_grad_x(gy, weight, pl);
+      if (need_w) gw = shift_grad_w_b(gy, x, weight, pl, need_b, gb);
+    } else if (pl.kind == Kind::Crop) {
       // grad_out padded by the forward's extra rows and columns (zeros: they were cropped), then one oneDNN call
       const at::Tensor box = masked_copy(weight, pl.t, kw, pl.t.n_rows, pl.t.n_cols, mt, color_groups, cl);
       const int64_t pad[2] = {pl.top, kw / 2};
@@ -315,6 +408,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
       if (need_x && !need_x_done) gx = std::get<0>(grads).contiguous();
       if (need_b) gb = std::get<2>(grads);  // the padding is zeros: the sum of grad_out
       if (need_w) gw = masked_copy(std::get<1>(grads), pl.t, kw, kh, kw, mt, color_groups, cl);
+      // the padded zeros of grad_out meet pixels near the bottom and right edges: a non-finite one there makes
+      // taps non-finite that never read it. Only then is grad_w not finite (NaN * 0), and the box's is exact.
+      if (need_w && !all_finite(gw)) box_grad_w(box);
     } else if (pl.kind == Kind::Dense) {
       // one oneDNN call for all gradients, as autograd's F.conv2d backward makes
       const at::Tensor wd = masked_copy(weight, pl.t, kw, 2 * pl.mh + 1, kw, mt, color_groups, cl);
@@ -335,13 +431,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_conv2d_backward_cpu(const 
         const at::Tensor gyp = pad_zero(gy, pl.bottom, pl.top, pl.right, pl.left);
         gx = at::conv2d(gyp, w_adj, std::nullopt, kOnes, kZeros).contiguous();
       }
-      if (need_w) {
-        const at::Tensor xp = pad_zero(x.contiguous(), pl.top, pl.bottom, pl.left, pl.right);
-        auto grads = at::convolution_backward(gy, xp, box, bias_sizes, kOnes, kZeros, kOnes, /*transposed=*/false,
-                                              kZeros, /*groups=*/1, {false, true, need_b});
-        gw = masked_copy(std::get<1>(grads), pl.t, kw, kh, kw, mt, color_groups, cl);  // zero outside the kept taps
-        if (need_b) gb = std::get<2>(grads);
-      }
+      if (need_w) box_grad_w(box);
     }
   }
   if (need_x && test_gx && !all_finite(gx)) {

@@ -125,6 +125,7 @@ GRADCHECK_CASES = {
     "3x5-V": (1, 2, 2, 4, 3, (3, 5), "V", 1, "blocked"),
     "2x5-B": (1, 2, 2, 4, 3, (2, 5), "B", 1, "blocked"),
     "k1-A": (1, 2, 3, 2, 3, 1, "A", 1, "blocked"),
+    "1x3-B": (2, 2, 3, 3, 4, (1, 3), "B", 1, "blocked"),
 }
 
 
@@ -236,15 +237,19 @@ def test_compile_fullgraph():
     assert x.grad is not None
 
 
+@pytest.mark.parametrize("kernel, mt", [(5, "A"), ((1, 3), "B"), ((1, 5), "A")], ids=["k5-A-g3", "1x3-B", "1x5-A"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-def test_cpu_half_precision(dtype):
-    """Half-precision inputs run (oneDNN's convolution) and stay within 2x the reference's own error."""
+def test_cpu_half_precision(dtype, kernel, mt):
+    """Half-precision inputs run (oneDNN's convolution; rows too, which float32 and float64 run on BLAS) and
+    stay within 2x the reference's own error."""
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    g = 3 if kh > 1 else 1
     x = torch.randn(2, 6, 9, 9)
-    w = torch.randn(6, 6, 5, 5) / 30
+    w = torch.randn(6, 6, kh, kw) / 30
     b = torch.randn(6)
-    out = sk.masked_conv2d(x.to(dtype), w.to(dtype), b.to(dtype), "A", 3, backend="cpu")
-    ref = sk.masked_conv2d_ref(x.to(dtype), w.to(dtype), b.to(dtype), "A", 3)
-    assert_close_to_ref(out, ref, sk.masked_conv2d_ref(x.double(), w.double(), b.double(), "A", 3))
+    out = sk.masked_conv2d(x.to(dtype), w.to(dtype), b.to(dtype), mt, g, backend="cpu")
+    ref = sk.masked_conv2d_ref(x.to(dtype), w.to(dtype), b.to(dtype), mt, g)
+    assert_close_to_ref(out, ref, sk.masked_conv2d_ref(x.double(), w.double(), b.double(), mt, g))
 
 
 @pytest.mark.parametrize(
@@ -257,15 +262,19 @@ def test_cpu_half_precision(dtype):
         ((1, 5), "A", 1, "blocked"),
         ((1, 3), "B", 3, "interleaved"),
         (1, "B", 1, "blocked"),
+        ((1, 3), "B", 1, "blocked"),
+        ((1, 3), "V", 1, "blocked"),
+        ((1, 7), "A", 1, "blocked"),
     ],
-    ids=["k3-A-g3", "k5-B-g3i", "3x5-V", "2x5-A", "1x5-A", "1x3-B-g3i", "k1-B"],
+    ids=["k3-A-g3", "k5-B-g3i", "3x5-V", "2x5-A", "1x5-A", "1x3-B-g3i", "k1-B", "1x3-B", "1x3-V", "1x7-A"],
 )
 @pytest.mark.parametrize("channels", [(6, 9), (39, 33), (66, 72)], ids=["dense", "crop", "box"])
 def test_cpu_both_paths(kernel, mt, g, lay, channels):
     """The C++ kernel runs few-channel convolutions with the masked weight embedded in a centred kernel, from
     about a thousand channel pairs the kept box of taps with oneDNN's padding and a crop, and many-channel ones
-    on the box over a shifted input (csrc/masked_conv2d/cpu.cpp: choose): each equals the reference, forward and
-    backward, in float64."""
+    on the box over a shifted input (csrc/masked_conv2d/cpu.cpp: choose); a lone row of kept taps without colour
+    groups runs as one BLAS product per tap at every channel count (the shift plan): each equals the reference,
+    forward and backward, in float64."""
     ci, co = channels
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     x = torch.randn(2, ci, 5, 6, dtype=torch.float64)
@@ -277,6 +286,27 @@ def test_cpu_both_paths(kernel, mt, g, lay, channels):
     got = torch.ops.spn.masked_conv2d_backward(gy, x, w, mt, g, [True, True, True], lay)
     want = sk.masked_conv2d_backward_ref(gy, x, w, mt, g, [True, True, True], color_layout=lay)
     for a, r in zip(got, want):
+        torch.testing.assert_close(a, r)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_cpu_rows_any_thread_count(threads, batch):
+    """The C++ kernel splits a (1, k) row's products over images, and with fewer images than threads over pixel
+    ranges of each image too (csrc/masked_conv2d/shift_gemm.h): every split equals the reference in float64."""
+    x = torch.randn(batch, 5, 4, 9, dtype=torch.float64)
+    w = torch.randn(6, 5, 1, 5, dtype=torch.float64)
+    b = torch.randn(6, dtype=torch.float64)
+    gy = torch.randn(batch, 6, 4, 9, dtype=torch.float64)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = sk.masked_conv2d(x, w, b, "B", backend="cpu")
+        got = torch.ops.spn.masked_conv2d_backward(gy, x, w, "B", 1, [True, True, True], "blocked")
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(out, sk.masked_conv2d_ref(x, w, b, "B"))
+    for a, r in zip(got, sk.masked_conv2d_backward_ref(gy, x, w, "B", 1, [True, True, True])):
         torch.testing.assert_close(a, r)
 
 

@@ -126,14 +126,63 @@ def test_backward_nonfinite_grad_out(backend, case, value):
     _expect(gx, _seen(bad, _mask(case), transposed=True), want)
 
 
+# the rows that the C++ kernel runs as one product per tap over the flat image (csrc/masked_conv2d/shift_gemm.h),
+# and its crop plan, whose backward pads grad_out below and right of the image
+EDGE_CASES = ["b2-4to5-5x8-1x5-B", "b1-5to3-4x7-1x3-B", "b1-3to4-4x6-1x3-V", "b1-3to5-4x9-1x7-A", "b1-3to4-3x5-k1-B",
+              "b1-40to32-5x6-k3-B", "b1-32to36-5x6-3x5-V"]  # fmt: skip
+
+
+def _row_ends(case, value, seed=0):
+    """x of a case with value at both ends of one row (first column of image 0, last column of the last image),
+    where a product over the flat image reads across the row's end, and in its bottom-right pixel; grad_out
+    with value at both ends of one row."""
+    x, w, b = _inputs(case, value, n_bad=0, seed=seed)
+    B, ci, co, H, W, *_ = case
+    x[0, 0, H // 2, 0] = x[-1, -1, H // 2, W - 1] = x[0, 0, H - 1, W - 1] = value
+    gy = torch.randn(B, co, H, W, dtype=x.dtype, generator=torch.Generator().manual_seed(seed + 1))
+    gy[0, 0, H // 2, W - 1] = gy[-1, -1, H // 2, 0] = value
+    return x, w, b, gy
+
+
+@pytest.mark.parametrize("value", VALUES.values(), ids=VALUES.keys())
+@pytest.mark.parametrize("case", EDGE_CASES)
+def test_nonfinite_at_row_ends(backend, case, value):
+    """A non-finite value at either end of a row reaches only the outputs that see it, forward and backward
+    (grad_x from grad_out; grad_weight as in test_backward_grad_weight_of_nonfinite_input)."""
+    case_t = CASES[case]
+    *_, mt, g, lay = case_t
+    x, w, b, gy = _row_ends(case_t, value)
+    bad = ~torch.isfinite(x)
+    want = sk.masked_conv2d_ref(torch.where(bad, 0.0, x), w, b, mt, g, color_layout=lay)
+    for dtype in (torch.float64, torch.float32):
+        out = sk.masked_conv2d(x.to(dtype), w.to(dtype), b.to(dtype), mt, g, color_layout=lay, backend=backend)
+        _expect(out, _seen(bad, _mask(case_t)), want)
+    gbad = ~torch.isfinite(gy)
+    x0 = torch.where(bad, 0.0, x)
+    want_gx = sk.masked_conv2d_backward_ref(torch.where(gbad, 0.0, gy), x0, w, mt, g, [True, False, False],
+                                            color_layout=lay)[0]  # fmt: skip
+    if backend == "torch":  # as in test_backward_nonfinite_grad_out
+        gx = sk.masked_conv2d_backward_ref(gy, x0, w, mt, g, [True, False, False], color_layout=lay)[0]
+    else:
+        xr = x0.clone().requires_grad_()
+        sk.masked_conv2d(xr, w, b, mt, g, color_layout=lay, backend=backend).backward(gy)
+        gx = xr.grad
+    _expect(gx, _seen(gbad, _mask(case_t), transposed=True), want_gx)
+    _check_grad_weight(backend, case_t, x, w, b)
+
+
 @pytest.mark.parametrize("value", VALUES.values(), ids=VALUES.keys())
 @pytest.mark.parametrize("case", ["b2-3to8-7x7-k3-B", "b3-6to9-7x5-k5-A-g3", "b1-3to6-5x5-1x5-B-g3"])
 def test_backward_grad_weight_of_nonfinite_input(backend, case, value):
     """grad_weight: non-finite at the kept taps that read a non-finite input (for every output channel), exactly
     zero at the masked taps."""
     case = CASES[case]
-    *_, mt, g, lay = case
     x, w, b = _inputs(case, value, n_bad=1)
+    _check_grad_weight(backend, case, x, w, b)
+
+
+def _check_grad_weight(backend, case, x, w, b):
+    *_, mt, g, lay = case
     mask = _mask(case)
     wr = w.clone().requires_grad_()
     out = sk.masked_conv2d(x, wr, b, mt, g, color_layout=lay, backend=backend)
