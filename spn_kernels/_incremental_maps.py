@@ -33,6 +33,8 @@ class _Map:
             self.flat = value.new_zeros(B, self.H * self.W + 1, C)
             self.cache = self.flat[:, : self.H * self.W].view(B, self.H, self.W, C).permute(0, 3, 1, 2)
             self.cache.fill_(fill)
+            # each position's [B, C, 1, 1] view, made once: a step's write is then one copy_ call
+            self.pos = self.flat[:, : self.H * self.W, :, None, None].unbind(1)
         else:
             self.cache = torch.full_like(value, fill)
         self.done = 0  # positions [0, done) in raster order are computed and final
@@ -51,7 +53,7 @@ class _Map:
     def compute(self, r0, r1, c0, c1) -> None:
         v = self.value(r0, r1, c0, c1)
         if self.flat is not None and r1 - r0 == 1 and c1 - c0 == 1:
-            self.flat.select(1, r0 * self.W + c0).copy_(v.view(v.shape[0], -1))
+            self.pos[r0 * self.W + c0].copy_(v)
         else:
             self.cache[..., r0:r1, c0:c1] = v
 
@@ -282,13 +284,26 @@ class _NodeKinds:
                 key[0], key[1] = k, (wm[:, :, a_lo : a_hi + 1, b_lo : b_hi + 1], taps, b)
             return key[1]
 
+        bufs = {}
+
         def value(r0, r1, c0, c1):
             wm, w_taps, b = weight()
             if r1 - r0 == 1 and c1 - c0 == 1:
-                win = src.flat.index_select(1, index[r0 * m.W + c0])  # [B, T, C_in]
-                B = win.shape[0]
-                y = torch.mm(win.view(B, -1), w_taps) if b is None else torch.addmm(b, win.view(B, -1), w_taps)
-                return y.view(B, -1, 1, 1)
+                # Into buffers made once (a step's allocations and views cost as much as its gather): the value
+                # is consumed before the next call, by this map's write or by its one position-wise reader.
+                buf = bufs.get(w_taps.dtype)
+                if buf is None:
+                    B, T = src.flat.shape[0], index[0].numel()
+                    win = src.flat.new_empty(B, T, src.flat.shape[2])  # [B, T, C_in]
+                    y = w_taps.new_empty(B, w_taps.shape[1])  # [B, C_out]
+                    buf = bufs[w_taps.dtype] = (win, win.view(B, -1), y, y.view(B, -1, 1, 1))
+                win, win2, y, y4 = buf
+                torch.index_select(src.flat, 1, index[r0 * m.W + c0], out=win)
+                if b is None:
+                    torch.mm(win2, w_taps, out=y)
+                else:
+                    torch.addmm(b, win2, w_taps, out=y)
+                return y4
             win = _window_read(src.cache, r0 + tr0, r1 - 1 + tr1, c0 + tc0, c1 - 1 + tc1)
             return F.conv2d(win, wm, b, dilation=(dh, dw))
 
