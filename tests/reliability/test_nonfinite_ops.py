@@ -114,6 +114,11 @@ def test_backward_nonfinite_grad_out(backend, case, value):
     x, w, b = _inputs(case, 0.0, n_bad=0)
     B, _, co, H, W, *_ = case
     gy, _, _ = _inputs((B, co, co, H, W, 1, "B", 1, "blocked"), value, n_bad=1, seed=1)
+    _check_grad_x(backend, case, x, w, b, gy)
+
+
+def _check_grad_x(backend, case, x, w, b, gy):
+    *_, mt, g, lay = case
     bad = ~torch.isfinite(gy)
     want = sk.masked_conv2d_backward_ref(torch.where(bad, 0.0, gy), x, w, mt, g, [True, False, False],
                                          color_layout=lay)[0]  # fmt: skip
@@ -157,17 +162,7 @@ def test_nonfinite_at_row_ends(backend, case, value):
     for dtype in (torch.float64, torch.float32):
         out = sk.masked_conv2d(x.to(dtype), w.to(dtype), b.to(dtype), mt, g, color_layout=lay, backend=backend)
         _expect(out, _seen(bad, _mask(case_t)), want)
-    gbad = ~torch.isfinite(gy)
-    x0 = torch.where(bad, 0.0, x)
-    want_gx = sk.masked_conv2d_backward_ref(torch.where(gbad, 0.0, gy), x0, w, mt, g, [True, False, False],
-                                            color_layout=lay)[0]  # fmt: skip
-    if backend == "torch":  # as in test_backward_nonfinite_grad_out
-        gx = sk.masked_conv2d_backward_ref(gy, x0, w, mt, g, [True, False, False], color_layout=lay)[0]
-    else:
-        xr = x0.clone().requires_grad_()
-        sk.masked_conv2d(xr, w, b, mt, g, color_layout=lay, backend=backend).backward(gy)
-        gx = xr.grad
-    _expect(gx, _seen(gbad, _mask(case_t), transposed=True), want_gx)
+    _check_grad_x(backend, case_t, torch.where(bad, 0.0, x), w, b, gy)
     _check_grad_weight(backend, case_t, x, w, b)
 
 
