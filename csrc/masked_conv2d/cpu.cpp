@@ -274,8 +274,7 @@ at::Tensor shift_forward(const at::Tensor& x, const at::Tensor& weight, const st
   return out;
 }
 
-// The shift plan's grad_x, and grad_w with grad_b (gb: defined when asked); false when grad_w must be recomputed
-// (shift_grad_w).
+// The shift plan's grad_x [B, C_in, H, W].
 at::Tensor shift_grad_x(const at::Tensor& gy, const at::Tensor& weight, const Plan& pl) {
   const at::Tensor wp = shift_weight(weight, pl);
   const int64_t batch = gy.size(0), c_in = weight.size(1), c_out = weight.size(0), h = gy.size(2), w = gy.size(3);
@@ -297,10 +296,8 @@ at::Tensor shift_grad_w_b(const at::Tensor& gy, const at::Tensor& x, const at::T
   at::Tensor gt = at::empty({n_taps, c_out, c_in}, weight.options());
   if (need_b) gb = at::empty({c_out}, gy.options());
   const std::vector<ShiftSpan> spans = shift_spans(pl, weight.size(3), h, w, /*adjoint=*/false);
-  std::vector<int64_t> dy(n_taps, pl.t.dy0), dx(n_taps);
-  for (int64_t j = 0; j < n_taps; ++j) dx[j] = j - weight.size(3) / 2;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "masked_conv2d_shift_grad_w", [&] {
-    shift_grad_w<scalar_t>(gy.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(), spans, dy, dx,
+    shift_grad_w<scalar_t>(gy.const_data_ptr<scalar_t>(), xc.const_data_ptr<scalar_t>(), spans,
                            gt.mutable_data_ptr<scalar_t>(), need_b ? gb.mutable_data_ptr<scalar_t>() : nullptr, batch,
                            c_out, c_in, h, w);
   });

@@ -71,20 +71,15 @@ void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T
   }
 }
 
-// One kept tap: its weight row and column, and its image offset.
-struct ShiftTap {
-  int64_t i, j, dy, dx;
-};
-
-// A tap's flat geometry over an H x W image: outputs [lo, hi) read o + d; wrapped: the outputs in [lo, hi)
-// whose pixel w + dx lies outside the row. Empty (hi <= lo) when the tap never meets the image.
+// A tap at image offset (dy, dx) over an H x W image: outputs [lo, hi) read o + d; wrapped: the outputs in
+// [lo, hi) whose pixel w + dx lies outside the row. Empty (hi <= lo) when the tap never meets the image.
 struct ShiftSpan {
-  int64_t d, lo, hi;
+  int64_t dy, dx, d, lo, hi;
   std::vector<int64_t> wrapped;
 };
 
 inline ShiftSpan shift_span(int64_t dy, int64_t dx, int64_t h, int64_t w) {
-  ShiftSpan s{dy * w + dx, 0, 0, {}};
+  ShiftSpan s{dy, dx, dy * w + dx, 0, 0, {}};
   if (dy <= -h || dy >= h || dx <= -w || dx >= w) return s;
   const int64_t n = h * w;
   s.lo = std::max<int64_t>(0, -s.d);
@@ -174,32 +169,32 @@ void shift_conv(const T* src, const T* wp, bool transpose_w, const std::vector<S
   });
 }
 
-// gw [T, C_out, C_in] of the taps at (dy[t], dx[t]), row by row: exact for any input, and slow (file comment).
+// gw [T, C_out, C_in] of the taps, row by row: exact for any input, and slow (file comment).
 template <typename T>
-void shift_grad_w_rows(const T* gy, const T* x, const std::vector<int64_t>& dy, const std::vector<int64_t>& dx,
-                       T* gw, int64_t batch, int64_t c_out, int64_t c_in, int64_t h, int64_t w) {
+void shift_grad_w_rows(const T* gy, const T* x, const std::vector<ShiftSpan>& spans, T* gw, int64_t batch,
+                       int64_t c_out, int64_t c_in, int64_t h, int64_t w) {
   const int64_t n_pix = h * w;
-  for (size_t t = 0; t < dy.size(); ++t) {
+  for (size_t t = 0; t < spans.size(); ++t) {
+    const ShiftSpan& sp = spans[t];
     T* g_t = gw + static_cast<int64_t>(t) * c_out * c_in;
     std::fill(g_t, g_t + c_out * c_in, T(0));
-    const int64_t c0 = std::max<int64_t>(0, -dx[t]), c1 = w - std::max<int64_t>(0, dx[t]);
-    for (int64_t b = 0; b < batch && c1 > c0; ++b) {
-      for (int64_t r = std::max<int64_t>(0, -dy[t]); r < std::min<int64_t>(h, h - dy[t]); ++r) {
-        const int64_t o = r * w + c0, d = dy[t] * w + dx[t];
+    if (sp.hi <= sp.lo) continue;
+    const int64_t c0 = std::max<int64_t>(0, -sp.dx), c1 = w - std::max<int64_t>(0, sp.dx);
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t r = std::max<int64_t>(0, -sp.dy); r < std::min<int64_t>(h, h - sp.dy); ++r) {
+        const int64_t o = r * w + c0;
         gemm_rm<T>(false, true, c_out, c_in, c1 - c0, T(1), gy + b * c_out * n_pix + o, n_pix,
-                   x + b * c_in * n_pix + o + d, n_pix, T(1), g_t, c_in);
+                   x + b * c_in * n_pix + o + sp.d, n_pix, T(1), g_t, c_in);
       }
     }
   }
 }
 
 // gw [T, C_out, C_in] = sum_b grad_out_b[:, lo:hi] @ x_b[:, lo + d : hi + d]^T less the wrapped pairs (row by row
-// where that is not finite: file comment), and gb [C_out] (null: not asked) the sum of grad_out. dy, dx: the
-// taps' offsets, for the row-by-row products.
+// where that is not finite: file comment), and gb [C_out] (null: not asked) the sum of grad_out.
 template <typename T>
-void shift_grad_w(const T* gy, const T* x, const std::vector<ShiftSpan>& spans, const std::vector<int64_t>& dy,
-                  const std::vector<int64_t>& dx, T* gw, T* gb, int64_t batch, int64_t c_out, int64_t c_in, int64_t h,
-                  int64_t w) {
+void shift_grad_w(const T* gy, const T* x, const std::vector<ShiftSpan>& spans, T* gw, T* gb, int64_t batch,
+                  int64_t c_out, int64_t c_in, int64_t h, int64_t w) {
   const int64_t n_pix = h * w;
   const int64_t n_taps = static_cast<int64_t>(spans.size()), wsize = n_taps * c_out * c_in;
   const ShiftWork work = shift_work(batch, n_pix);
@@ -252,7 +247,7 @@ void shift_grad_w(const T* gy, const T* x, const std::vector<ShiftSpan>& spans, 
                gw + t * c_out * c_in, c_in);
   }
   for (int64_t e = 0; e < wsize; ++e) {
-    if (!std::isfinite(gw[e])) return shift_grad_w_rows(gy, x, dy, dx, gw, batch, c_out, c_in, h, w);
+    if (!std::isfinite(gw[e])) return shift_grad_w_rows(gy, x, spans, gw, batch, c_out, c_in, h, w);
   }
 }
 
